@@ -1,0 +1,176 @@
+package ica
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// GenesisHash is the prev_hash of the first ledger entry.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// LedgerEntry is one link of the tamper-evident hash chain. Hash is
+// SHA-256(prev_hash ‖ canonical JSON of {seq, time, kind, subject, actor, data}),
+// hex-encoded; canonical JSON sorts object keys, uses no insignificant space
+// and does not escape HTML characters; time is RFC 3339 with nanoseconds in UTC.
+type LedgerEntry struct {
+	Seq      uint64          `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Kind     string          `json:"kind"`
+	Subject  string          `json:"subject"`
+	Actor    string          `json:"actor"`
+	Data     json.RawMessage `json:"data"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
+}
+
+// CanonicalJSON re-encodes a JSON value with sorted keys and no spaces.
+func CanonicalJSON(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	return marshalCanonical(v)
+}
+
+func marshalCanonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// ComputeHash returns the hash the entry should carry given its PrevHash.
+func (e *LedgerEntry) ComputeHash() (string, error) {
+	data := json.RawMessage("null")
+	if len(e.Data) > 0 {
+		c, err := CanonicalJSON(e.Data)
+		if err != nil {
+			return "", err
+		}
+		data = c
+	}
+	body, err := marshalCanonical(map[string]any{
+		"seq":     e.Seq,
+		"time":    e.Time.UTC().Format(time.RFC3339Nano),
+		"kind":    e.Kind,
+		"subject": e.Subject,
+		"actor":   e.Actor,
+		"data":    data,
+	})
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(e.PrevHash))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Verify checks that the entry follows prev (nil for the first entry) and that
+// its hash is right. The error says which property failed.
+func (e *LedgerEntry) Verify(prev *LedgerEntry) error {
+	wantPrev, wantSeq := GenesisHash, uint64(1)
+	if prev != nil {
+		wantPrev, wantSeq = prev.Hash, prev.Seq+1
+	}
+	if e.Seq != wantSeq {
+		return fmt.Errorf("entry seq %d: expected seq %d (an entry is missing or out of order)", e.Seq, wantSeq)
+	}
+	if e.PrevHash != wantPrev {
+		return fmt.Errorf("entry seq %d: prev_hash does not match the hash of entry %d", e.Seq, wantSeq-1)
+	}
+	h, err := e.ComputeHash()
+	if err != nil {
+		return fmt.Errorf("entry seq %d: %w", e.Seq, err)
+	}
+	if h != e.Hash {
+		return fmt.Errorf("entry seq %d: hash does not match its content (the entry was altered)", e.Seq)
+	}
+	return nil
+}
+
+// Checkpoint is an Ed25519 signature over a chain position, so that a copy of
+// the ledger (an export) can be checked against the key without the database.
+type Checkpoint struct {
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	PublicKey string    `json:"public_key"` // hex Ed25519 public key
+	Signature string    `json:"signature"`  // hex
+}
+
+// CheckpointMessage is the byte string a checkpoint signs.
+func CheckpointMessage(seq uint64, hash string) []byte {
+	return fmt.Appendf(nil, "ica-checkpoint:v1:%d:%s", seq, hash)
+}
+
+// SignCheckpoint signs (seq, hash) with key.
+func SignCheckpoint(key ed25519.PrivateKey, seq uint64, hash string, at time.Time) Checkpoint {
+	pub := key.Public().(ed25519.PublicKey)
+	return Checkpoint{
+		Seq: seq, Hash: hash, Time: at.UTC(),
+		PublicKey: hex.EncodeToString(pub),
+		Signature: hex.EncodeToString(ed25519.Sign(key, CheckpointMessage(seq, hash))),
+	}
+}
+
+// Verify checks the checkpoint's signature against its own public key; callers
+// that trust a particular key compare PublicKey (or KeyFingerprint) too.
+func (c *Checkpoint) Verify() error {
+	pub, err := hex.DecodeString(c.PublicKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("checkpoint %d: malformed public key", c.Seq)
+	}
+	sig, err := hex.DecodeString(c.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("checkpoint %d: malformed signature", c.Seq)
+	}
+	if !ed25519.Verify(pub, CheckpointMessage(c.Seq, c.Hash), sig) {
+		return fmt.Errorf("checkpoint %d: signature does not verify", c.Seq)
+	}
+	return nil
+}
+
+// KeyFingerprint is a short, stable name for a public key (hex): the first 16
+// bytes of its SHA-256, in hex, grouped for reading aloud.
+func KeyFingerprint(publicKeyHex string) string {
+	raw, err := hex.DecodeString(publicKeyHex)
+	if err != nil {
+		return "invalid"
+	}
+	sum := sha256.Sum256(raw)
+	s := hex.EncodeToString(sum[:16])
+	var b bytes.Buffer
+	for i := 0; i < len(s); i += 4 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(s[i : i+4])
+	}
+	return b.String()
+}
+
+// Ledger entry kinds.
+const (
+	KindRunStarted          = "run.started"
+	KindRunEvent            = "run.event"
+	KindRunFinished         = "run.finished"
+	KindApprovalRequested   = "approval.requested"
+	KindApprovalTransition  = "approval." // + resulting status
+	KindApprovalCard        = "approval.card_posted"
+	KindApprovalReminder    = "approval.reminder_sent"
+	KindOutboxUndeliverable = "outbox.undeliverable"
+	KindCost                = "cost.recorded"
+	KindIncident            = "incident."
+	KindSession             = "session."
+)

@@ -1,0 +1,232 @@
+package ica
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Run statuses. A run is running from its start until it is finished with
+// one of the final statuses.
+const (
+	RunRunning   = "running"
+	RunSuccess   = "success"
+	RunFailed    = "failed"
+	RunCancelled = "cancelled"
+)
+
+// Input limits, shared by every entry point so a pipeline sees the same
+// answer whichever way it reaches ICA.
+const (
+	MaxNameLen      = 256
+	MaxRefLen       = 1024
+	MaxURLLen       = 2048
+	MaxEventDataLen = 64 << 10
+	MaxEventTypeLen = 128
+	MaxIDLen        = 128
+)
+
+// Run is one Azure Pipelines run as ICA knows it.
+type Run struct {
+	RunID          string     `json:"run_id"`
+	PipelineName   string     `json:"pipeline_name"`
+	Branch         string     `json:"branch"`
+	Commit         string     `json:"commit"`
+	TriggeredBy    string     `json:"triggered_by"`
+	ArtifactDigest string     `json:"artifact_digest,omitempty"`
+	URL            string     `json:"url,omitempty"`
+	Status         string     `json:"status"`
+	StartTime      time.Time  `json:"start_time"`
+	EndTime        *time.Time `json:"end_time,omitempty"`
+	EventCount     int        `json:"event_count"`
+	// Actor is the credential that started the run (pipeline token name or JWT subject).
+	Actor string `json:"actor"`
+	// AuditHash is the ledger hash of the entry that finished the run.
+	AuditHash string `json:"audit_hash,omitempty"`
+	// StartSeq is the ledger sequence of the run's start entry.
+	StartSeq uint64 `json:"start_seq"`
+}
+
+// Final reports whether the run has finished.
+func (r *Run) Final() bool { return r.Status != RunRunning }
+
+// RunStart is the body of POST /api/v1/runs.
+type RunStart struct {
+	PipelineName   string `json:"pipeline_name"`
+	RunID          string `json:"run_id"`
+	Branch         string `json:"branch"`
+	Commit         string `json:"commit"`
+	TriggeredBy    string `json:"triggered_by"`
+	ArtifactDigest string `json:"artifact_digest,omitempty"`
+	URL            string `json:"url,omitempty"`
+}
+
+var (
+	idPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	commitPattern = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
+	digestPattern = regexp.MustCompile(`^[a-z0-9]+:[0-9a-fA-F]{32,128}$`)
+)
+
+// ValidID checks an identifier used in URLs and ledger keys.
+func ValidID(field, v string) error {
+	if v == "" {
+		return FieldErrorf(EINVALID, field, "%s is required", field)
+	}
+	if len(v) > MaxIDLen {
+		return FieldErrorf(EINVALID, field, "%s is longer than %d bytes", field, MaxIDLen)
+	}
+	if !idPattern.MatchString(v) {
+		return FieldErrorf(EINVALID, field, "%s may contain only letters, digits, '.', '_', ':' and '-'", field)
+	}
+	return nil
+}
+
+func validText(field, v string, max int, required bool) error {
+	if required && strings.TrimSpace(v) == "" {
+		return FieldErrorf(EINVALID, field, "%s is required", field)
+	}
+	if len(v) > max {
+		return FieldErrorf(EINVALID, field, "%s is longer than %d bytes", field, max)
+	}
+	if !utf8.ValidString(v) {
+		return FieldErrorf(EINVALID, field, "%s is not valid UTF-8", field)
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return FieldErrorf(EINVALID, field, "%s contains control characters", field)
+	}
+	return nil
+}
+
+// Validate checks a run start and names the first bad field.
+func (s *RunStart) Validate() error {
+	if err := validText("pipeline_name", s.PipelineName, MaxNameLen, true); err != nil {
+		return err
+	}
+	if err := ValidID("run_id", s.RunID); err != nil {
+		return err
+	}
+	if err := validText("branch", s.Branch, MaxRefLen, true); err != nil {
+		return err
+	}
+	if err := validText("commit", s.Commit, 64, true); err != nil {
+		return err
+	}
+	if !commitPattern.MatchString(s.Commit) {
+		return FieldErrorf(EINVALID, "commit", "commit must be a hexadecimal commit id (7 to 64 characters)")
+	}
+	if err := validText("triggered_by", s.TriggeredBy, MaxNameLen, true); err != nil {
+		return err
+	}
+	if s.ArtifactDigest != "" && !digestPattern.MatchString(s.ArtifactDigest) {
+		return FieldErrorf(EINVALID, "artifact_digest", "artifact_digest must look like sha256:<hex>")
+	}
+	if err := validText("url", s.URL, MaxURLLen, false); err != nil {
+		return err
+	}
+	if s.URL != "" && !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://") {
+		return FieldErrorf(EINVALID, "url", "url must be an http(s) URL")
+	}
+	return nil
+}
+
+// Diff lists the fields in which a repeated start differs from the stored run;
+// empty means the repeat is the same start (an idempotent retry).
+func (s *RunStart) Diff(r *Run) []string {
+	var d []string
+	if s.PipelineName != r.PipelineName {
+		d = append(d, "pipeline_name")
+	}
+	if s.Branch != r.Branch {
+		d = append(d, "branch")
+	}
+	if s.Commit != r.Commit {
+		d = append(d, "commit")
+	}
+	if s.TriggeredBy != r.TriggeredBy {
+		d = append(d, "triggered_by")
+	}
+	if s.ArtifactDigest != r.ArtifactDigest {
+		d = append(d, "artifact_digest")
+	}
+	if s.URL != r.URL {
+		d = append(d, "url")
+	}
+	return d
+}
+
+// Event is one thing that happened in a run (a build step, a test result).
+type Event struct {
+	RunID     string          `json:"run_id"`
+	Seq       int             `json:"seq"`
+	EventID   string          `json:"event_id,omitempty"`
+	EventType string          `json:"event_type"`
+	EventData json.RawMessage `json:"event_data"`
+	Time      time.Time       `json:"time"`
+	Actor     string          `json:"actor"`
+	LedgerSeq uint64          `json:"ledger_seq"`
+	Hash      string          `json:"hash"`
+}
+
+// EventInput is the body of POST /api/v1/runs/{run_id}/events.
+type EventInput struct {
+	EventType string          `json:"event_type"`
+	EventData json.RawMessage `json:"event_data"`
+	EventID   string          `json:"event_id,omitempty"`
+}
+
+// Validate checks an event and names the first bad field.
+func (e *EventInput) Validate() error {
+	if err := validText("event_type", e.EventType, MaxEventTypeLen, true); err != nil {
+		return err
+	}
+	if e.EventID != "" {
+		if err := ValidID("event_id", e.EventID); err != nil {
+			return err
+		}
+	}
+	if len(e.EventData) == 0 || string(e.EventData) == "null" {
+		return FieldErrorf(EINVALID, "event_data", "event_data is required (a JSON object)")
+	}
+	if len(e.EventData) > MaxEventDataLen {
+		return FieldErrorf(EINVALID, "event_data", "event_data is larger than %d KiB", MaxEventDataLen>>10)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(e.EventData, &obj); err != nil {
+		return FieldErrorf(EINVALID, "event_data", "event_data must be a JSON object")
+	}
+	return nil
+}
+
+// RunFinish is the body of POST /api/v1/runs/{run_id}/finish.
+type RunFinish struct {
+	Status  string     `json:"status"`
+	EndTime *time.Time `json:"end_time,omitempty"`
+}
+
+// Validate checks the finish status.
+func (f *RunFinish) Validate() error {
+	switch f.Status {
+	case RunSuccess, RunFailed, RunCancelled:
+		return nil
+	case "":
+		return FieldErrorf(EINVALID, "status", "status is required (success, failed or cancelled)")
+	}
+	return FieldErrorf(EINVALID, "status", "status %q is not one of success, failed, cancelled", f.Status)
+}
+
+// RunFilter selects runs for GET /api/v1/runs. Results are newest first.
+type RunFilter struct {
+	Pipeline string
+	Status   string
+	From, To time.Time // zero means unbounded; To is exclusive
+	Limit    int
+	Cursor   string // opaque, from the previous page
+}
+
+// RunPage is one page of runs; NextCursor is empty on the last page.
+type RunPage struct {
+	Runs       []*Run `json:"runs"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
