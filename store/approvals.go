@@ -1,0 +1,338 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ica-governance/ica"
+)
+
+func getApproval(tx *bolt.Tx, id string) (*ica.Approval, error) {
+	return getJSON[ica.Approval](tx.Bucket(bucketApprovals), []byte(id))
+}
+
+func mustApproval(tx *bolt.Tx, id string) (*ica.Approval, error) {
+	a, err := getApproval(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, ica.Errorf(ica.ENOTFOUND, "approval %s not found", id)
+	}
+	return a, nil
+}
+
+func deadlineKey(a *ica.Approval) []byte { return join(timeKey(a.ExpiresAt), []byte(a.ID)) }
+
+// putApproval stores a and keeps the deadline index to the approvals still open.
+func putApproval(tx *bolt.Tx, prev, a *ica.Approval) error {
+	if prev != nil && !prev.Final() {
+		if err := tx.Bucket(bucketApprDeadline).Delete(deadlineKey(prev)); err != nil {
+			return err
+		}
+	}
+	if !a.Final() {
+		if err := tx.Bucket(bucketApprDeadline).Put(deadlineKey(a), nil); err != nil {
+			return err
+		}
+	}
+	return putJSON(tx.Bucket(bucketApprovals), []byte(a.ID), a)
+}
+
+// ApprovalGate is a policy check run inside the transaction that creates an
+// approval (budget, deployment freeze); an error refuses the request.
+type ApprovalGate func(tx ReadTx, a *ica.Approval) error
+
+// ReadTx gives gates read access to the state inside the creating transaction.
+type ReadTx interface {
+	// PendingApprovals calls fn for every approval that is not final.
+	PendingApprovals(fn func(a *ica.Approval) error) error
+}
+
+type readTx struct{ tx *bolt.Tx }
+
+func (r readTx) PendingApprovals(fn func(a *ica.Approval) error) error {
+	return forPending(r.tx, fn)
+}
+
+func forPending(tx *bolt.Tx, fn func(a *ica.Approval) error) error {
+	c := tx.Bucket(bucketApprDeadline).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		a, err := mustApproval(tx, string(k[8:]))
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RequestApproval creates an approval for a run, or returns the open (or
+// approved) one that a previous identical request created (created=false),
+// so a pipeline that retries never gets two cards.
+func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string, gates ...ApprovalGate) (ap *ica.Approval, created bool, err error) {
+	if err := in.Validate(); err != nil {
+		return nil, false, err
+	}
+	err = s.update(func(tx *bolt.Tx, st *txState) error {
+		ap, created = nil, false
+		r, err := mustRun(tx, in.RunID)
+		if err != nil {
+			return err
+		}
+		if r.Status == ica.RunFailed || r.Status == ica.RunCancelled {
+			return ica.Errorf(ica.ECONFLICT, "run %s finished as %s and cannot be deployed", r.RunID, r.Status)
+		}
+		// An earlier request for the same run and target that is still
+		// open or approved answers this one.
+		prefix := join([]byte(in.RunID), sep)
+		c := tx.Bucket(bucketApprByRun).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			old, err := mustApproval(tx, string(k[len(prefix)+8:]))
+			if err != nil {
+				return err
+			}
+			if old.Target == in.DeploymentTarget && (!old.Final() || old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed) {
+				if old.EstimatedCost != *in.EstimatedCost {
+					return ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
+						old.ID, old.RunID, old.Target, old.Status, old.EstimatedCost)
+				}
+				ap = old
+				return nil
+			}
+		}
+		n, err := tx.Bucket(bucketApprovals).NextSequence()
+		if err != nil {
+			return err
+		}
+		a := &ica.Approval{
+			ID: fmt.Sprintf("A-%d", n), RunID: r.RunID, PipelineName: r.PipelineName, Branch: r.Branch,
+			Commit: r.Commit, ArtifactDigest: r.ArtifactDigest, RunURL: r.URL, Target: in.DeploymentTarget,
+			EstimatedCost: *in.EstimatedCost, Status: ica.ApprovalPending, RequestedBy: r.TriggeredBy,
+			Actor: actor, CreatedAt: st.now, UpdatedAt: st.now,
+			ExpiresAt: st.now.Add(s.opt.ApprovalTimeout(in.DeploymentTarget)),
+		}
+		a.FinanceRequired = s.opt.FinanceThreshold > 0 && a.EstimatedCost > s.opt.FinanceThreshold
+		for _, g := range gates {
+			if err := g(readTx{tx}, a); err != nil {
+				return err
+			}
+		}
+		if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
+			return err
+		}
+		if err := putApproval(tx, nil, a); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketApprByRun).Put(join(prefix, timeKey(a.CreatedAt), []byte(a.ID)), nil); err != nil {
+			return err
+		}
+		if err := s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(nil, a)); err != nil {
+			return err
+		}
+		ap, created = a, true
+		return nil
+	})
+	return ap, created, err
+}
+
+// Approval returns one approval.
+func (s *Store) Approval(ctx context.Context, id string) (*ica.Approval, error) {
+	if err := ica.ValidID("approval_id", id); err != nil {
+		return nil, err
+	}
+	var a *ica.Approval
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		a, err = mustApproval(tx, id)
+		return err
+	})
+	return a, err
+}
+
+// ApprovalByPost returns the approval whose card is the given Mattermost post.
+func (s *Store) ApprovalByPost(ctx context.Context, postID string) (*ica.Approval, error) {
+	var a *ica.Approval
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketApprByPost).Get([]byte(postID))
+		if id == nil {
+			return ica.Errorf(ica.ENOTFOUND, "no approval card with post id %s", postID)
+		}
+		var err error
+		a, err = mustApproval(tx, string(id))
+		return err
+	})
+	return a, err
+}
+
+// LatestApproval returns the newest approval of a run.
+func (s *Store) LatestApproval(ctx context.Context, runID string) (*ica.Approval, error) {
+	var a *ica.Approval
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := join([]byte(runID), sep)
+		c := tx.Bucket(bucketApprByRun).Cursor()
+		k, _ := c.Seek(join(prefix, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		if k == nil || !bytes.HasPrefix(k, prefix) {
+			return ica.Errorf(ica.ENOTFOUND, "run %s has no approval", runID)
+		}
+		var err error
+		a, err = mustApproval(tx, string(k[len(prefix)+8:]))
+		return err
+	})
+	return a, err
+}
+
+// ApprovalCheck is a policy check run inside the transition's transaction,
+// on the approval as it is then (so two racing clicks see each other).
+type ApprovalCheck func(a *ica.Approval) error
+
+// Transition applies one state-machine transition atomically with its ledger
+// entry and the outbox messages it causes. Of two racing transitions, exactly
+// one is applied; the other gets the conflict the state machine reports.
+func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, actor string, check ApprovalCheck) (*ica.Approval, error) {
+	var out *ica.Approval
+	err := s.update(func(tx *bolt.Tx, st *txState) error {
+		out = nil
+		a, err := mustApproval(tx, id)
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		if t.At.IsZero() {
+			t.At = st.now
+		}
+		n, err := a.Apply(t)
+		if err != nil {
+			return err
+		}
+		if err := s.recordTransition(tx, st, a, n, t, actor); err != nil {
+			return err
+		}
+		out = n
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) recordTransition(tx *bolt.Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string) error {
+	data := map[string]any{"approval_id": n.ID, "run_id": n.RunID, "action": t.Action, "from": prev.Status,
+		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via}
+	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalTransition+n.Status, n.ID, actor, data); err != nil {
+		return err
+	}
+	if err := putApproval(tx, prev, n); err != nil {
+		return err
+	}
+	return s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(prev, n))
+}
+
+// ExpireDue expires every open approval whose deadline is at or before now,
+// in one transaction, and returns them.
+func (s *Store) ExpireDue(ctx context.Context) ([]*ica.Approval, error) {
+	var out []*ica.Approval
+	err := s.update(func(tx *bolt.Tx, st *txState) error {
+		out = nil
+		var due []string
+		c := tx.Bucket(bucketApprDeadline).Cursor()
+		limit := timeKey(st.now)
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit) <= 0; k, _ = c.Next() {
+			due = append(due, string(k[8:]))
+		}
+		for _, id := range due {
+			a, err := mustApproval(tx, id)
+			if err != nil {
+				return err
+			}
+			t := ica.Transition{Action: ica.ActExpire, By: ica.Decider{Username: "ica"}, Via: "scheduler", At: st.now}
+			n, err := a.Apply(t)
+			if err != nil {
+				return err
+			}
+			if err := s.recordTransition(tx, st, a, n, t, "scheduler"); err != nil {
+				return err
+			}
+			out = append(out, n)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// NextDeadline returns the earliest expiry among open approvals (zero when none).
+func (s *Store) NextDeadline(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketApprDeadline).Cursor().First(); k != nil {
+			t = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+		}
+		return nil
+	})
+	return t, err
+}
+
+// PendingApprovals returns the approvals that are not final, by deadline.
+func (s *Store) PendingApprovals(ctx context.Context) ([]*ica.Approval, error) {
+	var out []*ica.Approval
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return forPending(tx, func(a *ica.Approval) error {
+			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateApproval changes fields of an approval that are not part of the state
+// machine (the card reference, the reminder flag) and records why in the
+// ledger. fn returns the ledger kind and data, or "" to record nothing.
+func (s *Store) UpdateApproval(ctx context.Context, id, actor string, fn func(a *ica.Approval) (kind string, data any, msgs []*ica.OutboxMessage, err error)) (*ica.Approval, error) {
+	var out *ica.Approval
+	err := s.update(func(tx *bolt.Tx, st *txState) error {
+		out = nil
+		a, err := mustApproval(tx, id)
+		if err != nil {
+			return err
+		}
+		prev := *a
+		kind, data, msgs, err := fn(a)
+		if err != nil {
+			return err
+		}
+		if prev.Card.PostID != a.Card.PostID && a.Card.PostID != "" {
+			if err := tx.Bucket(bucketApprByPost).Put([]byte(a.Card.PostID), []byte(a.ID)); err != nil {
+				return err
+			}
+		}
+		if kind != "" {
+			if _, err := s.appendLedger(tx, st.now, kind, a.ID, actor, data); err != nil {
+				return err
+			}
+		}
+		if err := putApproval(tx, &prev, a); err != nil {
+			return err
+		}
+		if err := s.enqueue(tx, st, msgs); err != nil {
+			return err
+		}
+		out = a
+		return nil
+	})
+	return out, err
+}
+

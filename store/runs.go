@@ -1,0 +1,342 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ica-governance/ica"
+)
+
+func getJSON[T any](b *bolt.Bucket, key []byte) (*T, error) {
+	v := b.Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	var out T
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", "record", key, err)
+	}
+	return &out, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, buf)
+}
+
+func getRun(tx *bolt.Tx, id string) (*ica.Run, error) {
+	return getJSON[ica.Run](tx.Bucket(bucketRuns), []byte(id))
+}
+
+func mustRun(tx *bolt.Tx, id string) (*ica.Run, error) {
+	r, err := getRun(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, ica.Errorf(ica.ENOTFOUND, "run %s not found", id)
+	}
+	return r, nil
+}
+
+func join(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+var sep = []byte{0}
+
+func statusKey(r *ica.Run) []byte {
+	return join([]byte(r.Status), sep, timeKey(r.StartTime), []byte(r.RunID))
+}
+
+// StartRun records the start of a run. A repeat of the same start returns
+// the stored run with created=false; the same run id with other content is a
+// conflict that names the fields that differ.
+func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (run *ica.Run, created bool, err error) {
+	if err := in.Validate(); err != nil {
+		return nil, false, err
+	}
+	err = s.update(func(tx *bolt.Tx, st *txState) error {
+		run, created = nil, false
+		old, err := getRun(tx, in.RunID)
+		if err != nil {
+			return err
+		}
+		if old != nil {
+			if d := in.Diff(old); len(d) > 0 {
+				return ica.Errorf(ica.ECONFLICT, "run %s was already started with a different %s", in.RunID, strings.Join(d, ", "))
+			}
+			run = old
+			return nil
+		}
+		r := &ica.Run{RunID: in.RunID, PipelineName: in.PipelineName, Branch: in.Branch, Commit: in.Commit,
+			TriggeredBy: in.TriggeredBy, ArtifactDigest: in.ArtifactDigest, URL: in.URL,
+			Status: ica.RunRunning, StartTime: st.now, Actor: actor}
+		e, err := s.appendLedger(tx, st.now, ica.KindRunStarted, r.RunID, actor, r)
+		if err != nil {
+			return err
+		}
+		r.StartSeq = e.Seq
+		if err := s.putRun(tx, r); err != nil {
+			return err
+		}
+		tk := timeKey(r.StartTime)
+		if err := tx.Bucket(bucketRunByStart).Put(join(tk, []byte(r.RunID)), nil); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRunByPipeline).Put(join([]byte(r.PipelineName), sep, tk, []byte(r.RunID)), nil); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRunByStatus).Put(statusKey(r), nil); err != nil {
+			return err
+		}
+		run, created = r, true
+		return nil
+	})
+	return run, created, err
+}
+
+func (s *Store) putRun(tx *bolt.Tx, r *ica.Run) error {
+	return putJSON(tx.Bucket(bucketRuns), []byte(r.RunID), r)
+}
+
+func eventKey(runID string, seq int) []byte {
+	k := make([]byte, len(runID)+1+4)
+	copy(k, runID)
+	binary.BigEndian.PutUint32(k[len(runID)+1:], uint32(seq))
+	return k
+}
+
+// AddEvent records an event of a running run. A repeated event_id returns the
+// stored event with created=false.
+func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, actor string) (ev *ica.Event, created bool, err error) {
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return nil, false, err
+	}
+	if err := in.Validate(); err != nil {
+		return nil, false, err
+	}
+	data, err := ica.CanonicalJSON(in.EventData)
+	if err != nil {
+		return nil, false, ica.FieldErrorf(ica.EINVALID, "event_data", "event_data must be a JSON object")
+	}
+	err = s.update(func(tx *bolt.Tx, st *txState) error {
+		ev, created = nil, false
+		r, err := mustRun(tx, runID)
+		if err != nil {
+			return err
+		}
+		var idKey []byte
+		if in.EventID != "" {
+			idKey = join([]byte(runID), sep, []byte(in.EventID))
+			if v := tx.Bucket(bucketEventIDs).Get(idKey); v != nil {
+				ev, err = getJSON[ica.Event](tx.Bucket(bucketEvents), eventKey(runID, int(binary.BigEndian.Uint32(v))))
+				if err == nil && ev == nil {
+					err = fmt.Errorf("event index of run %s points at a missing event", runID)
+				}
+				return err
+			}
+		}
+		if r.Final() {
+			return ica.Errorf(ica.ECONFLICT, "run %s already finished as %s; events cannot be added after finish", runID, r.Status)
+		}
+		e := &ica.Event{RunID: runID, Seq: r.EventCount + 1, EventID: in.EventID, EventType: in.EventType,
+			EventData: data, Time: st.now, Actor: actor}
+		le, err := s.appendLedger(tx, st.now, ica.KindRunEvent, runID, actor, e)
+		if err != nil {
+			return err
+		}
+		e.LedgerSeq, e.Hash = le.Seq, le.Hash
+		if err := putJSON(tx.Bucket(bucketEvents), eventKey(runID, e.Seq), e); err != nil {
+			return err
+		}
+		if idKey != nil {
+			seq := make([]byte, 4)
+			binary.BigEndian.PutUint32(seq, uint32(e.Seq))
+			if err := tx.Bucket(bucketEventIDs).Put(idKey, seq); err != nil {
+				return err
+			}
+		}
+		r.EventCount = e.Seq
+		if err := s.putRun(tx, r); err != nil {
+			return err
+		}
+		ev, created = e, true
+		return nil
+	})
+	return ev, created, err
+}
+
+// FinishRun records the end of a run. Finishing again with the same status
+// returns the stored run with changed=false; another status is a conflict.
+func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, actor string) (run *ica.Run, changed bool, err error) {
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return nil, false, err
+	}
+	if err := in.Validate(); err != nil {
+		return nil, false, err
+	}
+	err = s.update(func(tx *bolt.Tx, st *txState) error {
+		run, changed = nil, false
+		r, err := mustRun(tx, runID)
+		if err != nil {
+			return err
+		}
+		if r.Final() {
+			if r.Status == in.Status {
+				run = r
+				return nil
+			}
+			return ica.Errorf(ica.ECONFLICT, "run %s already finished as %s, not %s", runID, r.Status, in.Status)
+		}
+		end := st.now
+		if in.EndTime != nil {
+			end = in.EndTime.UTC()
+			if end.Before(r.StartTime) {
+				return ica.FieldErrorf(ica.EINVALID, "end_time", "end_time %s is before the run's start_time %s",
+					end.Format(time.RFC3339), r.StartTime.Format(time.RFC3339))
+			}
+			if end.After(st.now.Add(5 * time.Minute)) {
+				return ica.FieldErrorf(ica.EINVALID, "end_time", "end_time %s is in the future", end.Format(time.RFC3339))
+			}
+		}
+		if err := tx.Bucket(bucketRunByStatus).Delete(statusKey(r)); err != nil {
+			return err
+		}
+		r.Status, r.EndTime = in.Status, &end
+		le, err := s.appendLedger(tx, st.now, ica.KindRunFinished, runID, actor, map[string]any{
+			"run_id": r.RunID, "pipeline_name": r.PipelineName, "status": r.Status,
+			"start_time": r.StartTime, "end_time": end, "event_count": r.EventCount,
+		})
+		if err != nil {
+			return err
+		}
+		r.AuditHash = le.Hash
+		if err := s.putRun(tx, r); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRunByStatus).Put(statusKey(r), nil); err != nil {
+			return err
+		}
+		run, changed = r, true
+		return nil
+	})
+	return run, changed, err
+}
+
+// Run returns one run.
+func (s *Store) Run(ctx context.Context, runID string) (*ica.Run, error) {
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return nil, err
+	}
+	var r *ica.Run
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = mustRun(tx, runID)
+		return err
+	})
+	return r, err
+}
+
+// Events returns the events of a run in order.
+func (s *Store) Events(ctx context.Context, runID string) ([]*ica.Event, error) {
+	var out []*ica.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := mustRun(tx, runID); err != nil {
+			return err
+		}
+		prefix := append([]byte(runID), 0)
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4; k, v = c.Next() {
+			var e ica.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, &e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// Runs lists runs newest first through the index that fits the filter,
+// with an opaque cursor for the next page.
+func (s *Store) Runs(ctx context.Context, f ica.RunFilter) (*ica.RunPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = defaultPageSize
+	}
+	if f.Limit > maxPageSize {
+		f.Limit = maxPageSize
+	}
+	var bucket, prefix []byte
+	switch {
+	case f.Pipeline != "":
+		bucket, prefix = bucketRunByPipeline, join([]byte(f.Pipeline), sep)
+	case f.Status != "":
+		bucket, prefix = bucketRunByStatus, join([]byte(f.Status), sep)
+	default:
+		bucket, prefix = bucketRunByStart, nil
+	}
+	// Keys are prefix ‖ start(8) ‖ run_id; walk backwards from the upper bound.
+	upper := join(prefix, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if !f.To.IsZero() {
+		upper = join(prefix, timeKey(f.To))
+	}
+	if f.Cursor != "" {
+		c, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err != nil || !bytes.HasPrefix(c, prefix) {
+			return nil, ica.FieldErrorf(ica.EINVALID, "cursor", "cursor is not one this listing returned")
+		}
+		upper = c
+	}
+	var lower []byte
+	if !f.From.IsZero() {
+		lower = join(prefix, timeKey(f.From))
+	}
+	page := &ica.RunPage{Runs: []*ica.Run{}}
+	var lastKey []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		k, _ := c.Seek(upper)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev() // Seek lands on the first key >= upper, which is excluded
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+			if lower != nil && bytes.Compare(k, lower) < 0 {
+				break
+			}
+			if len(page.Runs) == f.Limit {
+				page.NextCursor = base64.RawURLEncoding.EncodeToString(lastKey)
+				break
+			}
+			id := k[len(prefix)+8:]
+			r, err := getRun(tx, string(id))
+			if err != nil || r == nil {
+				return fmt.Errorf("run index %s points at a missing run %q", bucket, id)
+			}
+			if f.Status != "" && r.Status != f.Status {
+				continue
+			}
+			page.Runs = append(page.Runs, r)
+			lastKey = append(lastKey[:0], k...)
+		}
+		return nil
+	})
+	return page, err
+}
