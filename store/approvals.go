@@ -44,10 +44,6 @@ func putApproval(tx *bolt.Tx, prev, a *ica.Approval) error {
 	return putJSON(tx.Bucket(bucketApprovals), []byte(a.ID), a)
 }
 
-// ApprovalGate is a policy check run inside the transaction that creates an
-// approval (budget, deployment freeze); an error refuses the request.
-type ApprovalGate func(tx ReadTx, a *ica.Approval) error
-
 // ReadTx gives gates read access to the state inside the creating transaction.
 type ReadTx interface {
 	// PendingApprovals calls fn for every approval that is not final.
@@ -77,7 +73,7 @@ func forPending(tx *bolt.Tx, fn func(a *ica.Approval) error) error {
 // RequestApproval creates an approval for a run, or returns the open (or
 // approved) one that a previous identical request created (created=false),
 // so a pipeline that retries never gets two cards.
-func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string, gates ...ApprovalGate) (ap *ica.Approval, created bool, err error) {
+func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string) (ap *ica.Approval, created bool, err error) {
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -120,7 +116,7 @@ func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, ac
 			ExpiresAt: st.now.Add(s.opt.ApprovalTimeout(in.DeploymentTarget)),
 		}
 		a.FinanceRequired = s.opt.FinanceThreshold > 0 && a.EstimatedCost > s.opt.FinanceThreshold
-		for _, g := range gates {
+		for _, g := range s.opt.Gates {
 			if err := g(readTx{tx}, a); err != nil {
 				return err
 			}
@@ -194,14 +190,12 @@ func (s *Store) LatestApproval(ctx context.Context, runID string) (*ica.Approval
 	return a, err
 }
 
-// ApprovalCheck is a policy check run inside the transition's transaction,
-// on the approval as it is then (so two racing clicks see each other).
-type ApprovalCheck func(a *ica.Approval) error
-
 // Transition applies one state-machine transition atomically with its ledger
 // entry and the outbox messages it causes. Of two racing transitions, exactly
 // one is applied; the other gets the conflict the state machine reports.
-func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, actor string, check ApprovalCheck) (*ica.Approval, error) {
+// check, when not nil, is a policy check run inside the transaction on the
+// approval as it is then (so two racing clicks see each other's effect).
+func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error) {
 	var out *ica.Approval
 	err := s.update(func(tx *bolt.Tx, st *txState) error {
 		out = nil
@@ -335,4 +329,3 @@ func (s *Store) UpdateApproval(ctx context.Context, id, actor string, fn func(a 
 	})
 	return out, err
 }
-

@@ -199,4 +199,3 @@ func (s *Store) Checkpoints(seq uint64, limit int) ([]ica.Checkpoint, error) {
 	})
 	return out, err
 }
-

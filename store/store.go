@@ -72,7 +72,13 @@ type Options struct {
 	OpenTimeout time.Duration
 	// MaxBatch bounds how many writes share one commit (default 256).
 	MaxBatch int
+	// Gates are policy checks run inside the transaction that creates an
+	// approval (budget, deployment freeze); an error refuses the request.
+	Gates []ApprovalGate
 }
+
+// ApprovalGate is a policy check on a new approval; see Options.Gates.
+type ApprovalGate func(tx ReadTx, a *ica.Approval) error
 
 // Store is the bbolt-backed state of ICA. It is safe for concurrent use.
 type Store struct {
@@ -256,4 +262,46 @@ func (s *Store) WriteBackup(w io.Writer) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// BackupFile writes a consistent copy of a ledger that no server has open.
+func BackupFile(path string, w io.Writer) (int64, error) {
+	if _, err := os.Stat(path); err != nil {
+		return 0, fmt.Errorf("no ledger at %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return 0, fmt.Errorf("ledger is locked by another process: %s (a server without its admin socket?)", path)
+	} else if err != nil {
+		return 0, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	defer db.Close()
+	var n int64
+	err = db.View(func(tx *bolt.Tx) error {
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// VerifyBackup opens a backup read-only and walks its hash chain; it does not
+// check checkpoint keys (a backup may be verified without the signing key).
+func VerifyBackup(path string) error {
+	db, err := openBolt(path, time.Second)
+	if err != nil {
+		return err
+	}
+	s := &Store{db: db, path: path, opt: Options{Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}}
+	defer db.Close()
+	if err := s.init(); err != nil {
+		return err
+	}
+	var prev *ica.LedgerEntry
+	return s.ScanLedger(1, func(e *ica.LedgerEntry) error {
+		if err := e.Verify(prev); err != nil {
+			return err
+		}
+		prev = e
+		return nil
+	})
 }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ica-governance/ica/store"
+	"github.com/ica-governance/ica/webhooks"
+)
+
+// adminHandler serves operations on the live ledger: over a unix socket in
+// the data directory (its file mode is the authentication) and, for admin
+// tokens, over HTTP.
+type adminHandler struct {
+	store *store.Store
+	log   *slog.Logger
+}
+
+// backup handles "GET /backup" and "GET /api/v1/admin/backup".
+func (a *adminHandler) backup(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="ica.db"`)
+	n, err := a.store.WriteBackup(w)
+	if err != nil {
+		// Headers are gone; the client sees a short body and fails its size check.
+		a.log.Error("backup failed", "err", err, "bytes", n)
+		return nil
+	}
+	a.log.Info("backup written", "bytes", n)
+	return nil
+}
+
+// check handles "GET /check".
+func (a *adminHandler) check(w http.ResponseWriter, r *http.Request) error {
+	rep, err := a.store.Check()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(rep)
+}
+
+func (a *adminHandler) listen(path string) (*http.Server, error) {
+	// We hold the ledger's lock, so a socket file left here is stale.
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	wrap := func(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if err := fn(w, r); err != nil {
+				webhooks.WriteError(w, r, a.log, err)
+			}
+		}
+	}
+	mux.HandleFunc("GET /backup", wrap(a.backup))
+	mux.HandleFunc("GET /check", wrap(a.check))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+// socketClient returns an HTTP client for a running server's admin socket,
+// or nil when no server answers there.
+func socketClient(path string) *http.Client {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil
+	}
+	conn.Close()
+	return c
+}
+
+func dataDirFlag(fs *flag.FlagSet, getenv func(string) string) *string {
+	d := getenv("ICA_DATA_DIR")
+	if d == "" {
+		d = "./data"
+	}
+	return fs.String("data-dir", d, "ledger directory (ICA_DATA_DIR)")
+}
+
+// cmdBackup writes a consistent copy of the ledger to FILE: through the
+// running server's admin socket when there is one, else from the file.
+func cmdBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := dataDirFlag(fs, getenv)
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: ica backup FILE [--data-dir DIR]")
+	}
+	dst := fs.Arg(0)
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("%s exists; choose a new file name", dst)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ica-backup-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	var n int64
+	if c := socketClient(socketPath(*dir)); c != nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/backup", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("backup from the running server: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			tmp.Close()
+			return fmt.Errorf("backup from the running server: %s", resp.Status)
+		}
+		if n, err = io.Copy(bw, resp.Body); err != nil {
+			tmp.Close()
+			return fmt.Errorf("backup from the running server: %w", err)
+		}
+	} else {
+		if n, err = store.BackupFile(ledgerPath(*dir), bw); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return err
+	}
+	if err := store.VerifyBackup(tmp.Name()); err != nil {
+		return fmt.Errorf("the backup does not verify, so it was not kept: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backup written to %s (%d bytes)\n", dst, n)
+	return nil
+}
+
+// cmdCheck verifies the chain and indexes; it exits 1 naming the first bad entry.
+func cmdCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := dataDirFlag(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var rep store.CheckReport
+	if c := socketClient(socketPath(*dir)); c != nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/check", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			fmt.Fprintln(stderr, "ica check: running server:", err)
+			return 2
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			fmt.Fprintln(stderr, "ica check: running server:", err)
+			return 2
+		}
+	} else {
+		cfg := defaultConfig()
+		cfg.DataDir = *dir
+		cfg.SigningKey = getenv("ICA_SIGNING_KEY")
+		if _, err := os.Stat(ledgerPath(*dir)); err != nil {
+			fmt.Fprintf(stderr, "ica check: no ledger at %s\n", ledgerPath(*dir))
+			return 2
+		}
+		key, err := loadSigningKey(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "ica check:", err)
+			return 2
+		}
+		st, err := store.Open(ledgerPath(*dir), store.Options{Key: key})
+		if err != nil {
+			fmt.Fprintln(stderr, "ica check:", err)
+			return 2
+		}
+		r, err := st.Check()
+		st.Close()
+		if err != nil {
+			fmt.Fprintln(stderr, "ica check:", err)
+			return 2
+		}
+		rep = *r
+	}
+	fmt.Fprintf(stdout, "entries: %d\nhead: %s\ncheckpoints: %d\nruns: %d\napprovals: %d\n",
+		rep.Entries, rep.Head, rep.Checkpoints, rep.Runs, rep.Approvals)
+	if !rep.OK() {
+		for _, p := range rep.Problems {
+			fmt.Fprintln(stdout, "PROBLEM:", p)
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok: the hash chain and the indexes are consistent")
+	return 0
+}
+
+// cmdToken prints the SHA-256 of a token (argument or standard input).
+func cmdToken(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "hash" || len(args) > 2 {
+		return errors.New("usage: ica token hash [TOKEN]   (reads the token from standard input when not given)")
+	}
+	tok := ""
+	if len(args) == 2 {
+		tok = args[1]
+	} else {
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return err
+		}
+		tok = strings.TrimRight(string(b), "\r\n")
+	}
+	if tok == "" {
+		return errors.New("empty token")
+	}
+	fmt.Fprintln(stdout, webhooks.HashToken(tok))
+	return nil
+}
+
+// reorder moves flags before positional arguments, so `ica backup FILE
+// --data-dir D` works as well as the flag-first form.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/outbox"
+	"github.com/ica-governance/ica/store"
+	"github.com/ica-governance/ica/webhooks"
+)
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func ledgerPath(dataDir string) string { return filepath.Join(dataDir, "ica.db") }
+
+func socketPath(dataDir string) string { return filepath.Join(dataDir, "ica.sock") }
+
+// cmdServe runs the service until ctx is cancelled, then shuts down in
+// order (HTTP, dispatcher, store), each step bounded.
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("ICA_CONFIG"), "YAML configuration file (ICA_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configPath, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	key, err := loadSigningKey(cfg)
+	if err != nil {
+		return err
+	}
+	clock := ica.SystemClock{}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	commitLatency := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ica_ledger_commit_seconds",
+		Help: "Duration of ledger write transactions including fsync.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
+	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ica_outbox_deliveries_total",
+		Help: "Outbox delivery attempts by destination and outcome."}, []string{"destination", "outcome"})
+	reg.MustRegister(commitLatency, deliveries)
+
+	var disp *outbox.Dispatcher
+	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
+		Clock: clock, Key: key, Logger: log,
+		ApprovalTimeout:  func(target string) time.Duration { return cfg.target(target).Timeout },
+		FinanceThreshold: cfg.Budget.FinanceThreshold,
+		OnEnqueue:        func() { disp.Notify() },
+		ObserveCommit:    func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
+	})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ica_ledger_entries", Help: "Entries in the ledger hash chain."},
+			func() float64 { return float64(st.LedgerEntries()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ica_outbox_depth", Help: "Undelivered outbox messages."},
+			func() float64 { return float64(st.OutboxDepth()) }),
+	)
+	disp = outbox.New(st, clock, log, outbox.Policy{}, func(dest, outcome string, _ time.Duration) {
+		deliveries.WithLabelValues(dest, outcome).Inc()
+	})
+
+	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	if len(pipelineTokens) == 0 {
+		log.Warn("no pipeline tokens configured: the pipeline API refuses every request (set ICA_PIPELINE_TOKENS)")
+	}
+	pipelines, err := webhooks.NewStaticTokens(pipelineTokens, nil)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	deps := webhooks.Deps{Ledger: st, Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
+		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
+	if bg, err := hashedTokens("break-glass token", cfg.BreakGlassTokens); err != nil {
+		st.Close()
+		return err
+	} else if len(bg) > 0 {
+		if deps.BreakGlass, err = webhooks.NewStaticTokens(bg, nil); err != nil {
+			st.Close()
+			return err
+		}
+	}
+	if cfg.Mattermost.URL == "" {
+		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded and can be decided through the API only")
+		deps.Degraded["mattermost"] = func(context.Context) error { return errors.New("not configured") }
+	}
+	if cfg.PagerDuty.RoutingKey == "" {
+		log.Warn("PagerDuty delivery disabled: ICA_PAGERDUTY_ROUTING_KEY is not set")
+		deps.Degraded["pagerduty"] = func(context.Context) error { return errors.New("not configured") }
+	}
+	h := webhooks.NewHandler(deps)
+	h.Router().Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	admin := &adminHandler{store: st, log: log}
+	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
+		st.Close()
+		return err
+	} else if len(at) > 0 {
+		auth, err := webhooks.NewStaticTokens(at, nil)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		h.Router().Handle("/api/v1/admin/backup", h.Route(auth, admin.backup)).Methods(http.MethodGet)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	sock, err := admin.listen(socketPath(cfg.DataDir))
+	if err != nil {
+		log.Warn("admin socket unavailable; ica backup/check will not reach this server", "err", err)
+	}
+
+	bgCtx, cancelBG := context.WithCancel(ctx)
+	disp.Start(bgCtx)
+	done := make(chan struct{})
+	go func() { defer close(done); housekeeping(bgCtx, st, clock, log) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "ledger_entries", st.LedgerEntries(), "version", version)
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		log.Error("http server stopped", "err", err)
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e := srv.Shutdown(shutdownCtx); e != nil {
+		log.Warn("http shutdown", "err", e)
+	}
+	if sock != nil {
+		sock.Shutdown(shutdownCtx)
+	}
+	cancelBG()
+	dispCtx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if e := disp.Stop(dispCtx); e != nil {
+		log.Warn("dispatcher did not stop in time", "err", e)
+	}
+	<-done
+	if e := st.Close(); e != nil {
+		log.Error("close ledger", "err", e)
+		return e
+	}
+	log.Info("stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// housekeeping signs a checkpoint of the head every few minutes (so an
+// export or an audit never waits for the next N entries) and forgets old
+// outbox idempotency keys once a day.
+func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *slog.Logger) {
+	lastSeq := uint64(0)
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-clock.After(5 * time.Minute):
+		}
+		if seq := st.LedgerEntries(); seq != lastSeq {
+			if _, err := st.Checkpoint(); err != nil {
+				log.Warn("checkpoint failed", "err", err)
+			} else {
+				lastSeq = seq
+			}
+		}
+		if clock.Now().Sub(lastPrune) > 24*time.Hour {
+			if n, err := st.PruneOutboxKeys(ctx); err != nil {
+				log.Warn("prune outbox keys", "err", err)
+			} else if n > 0 {
+				log.Info("pruned outbox keys", "count", n)
+			}
+			lastPrune = clock.Now()
+		}
+	}
+}

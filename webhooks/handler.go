@@ -1,0 +1,429 @@
+// Package webhooks is ICA's HTTP API for Azure Pipelines and Azure Monitor:
+// router assembly, authentication, body limits and the JSON handlers.
+package webhooks
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ica-governance/ica"
+)
+
+// Ledger is what the pipeline API needs from the store.
+type Ledger interface {
+	StartRun(ctx context.Context, in *ica.RunStart, actor string) (*ica.Run, bool, error)
+	AddEvent(ctx context.Context, runID string, in *ica.EventInput, actor string) (*ica.Event, bool, error)
+	FinishRun(ctx context.Context, runID string, in *ica.RunFinish, actor string) (*ica.Run, bool, error)
+	Run(ctx context.Context, runID string) (*ica.Run, error)
+	Runs(ctx context.Context, f ica.RunFilter) (*ica.RunPage, error)
+	Events(ctx context.Context, runID string) ([]*ica.Event, error)
+	RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error)
+	Approval(ctx context.Context, id string) (*ica.Approval, error)
+	LatestApproval(ctx context.Context, runID string) (*ica.Approval, error)
+	Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error)
+	Ping() error
+}
+
+// ReadinessCheck reports a dependency's health for /readyz; nil is ready.
+type ReadinessCheck func(ctx context.Context) error
+
+// Deps are the Handler's collaborators.
+type Deps struct {
+	Ledger     Ledger
+	Pipelines  Authenticator // pipeline bearer tokens (and JWTs)
+	BreakGlass Authenticator // break-glass tokens for bypass
+	Limiter    *RateLimiter
+	Metrics    *Metrics
+	Logger     *slog.Logger
+	Clock      ica.Clock
+	// Ready lists named checks besides the ledger; a failing one makes /readyz 503.
+	Ready map[string]ReadinessCheck
+	// Degraded lists named checks that are reported by /readyz but do not fail it
+	// (Mattermost delivery disabled or down: the ledger still works).
+	Degraded map[string]ReadinessCheck
+	// MaxBody caps request bodies (default 1 MiB).
+	MaxBody int64
+}
+
+// Handler serves the HTTP API.
+type Handler struct {
+	Deps
+	log     *slog.Logger
+	limiter *RateLimiter
+	metrics *Metrics
+	router  *mux.Router
+}
+
+// NewHandler assembles the router.
+func NewHandler(d Deps) *Handler {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Clock == nil {
+		d.Clock = ica.SystemClock{}
+	}
+	if d.MaxBody == 0 {
+		d.MaxBody = MaxBodyBytes
+	}
+	h := &Handler{Deps: d, log: d.Logger, limiter: d.Limiter, metrics: d.Metrics, router: mux.NewRouter()}
+	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, h.log, ica.Errorf(ica.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	h.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
+	})
+	h.router.Use(h.observe)
+	h.Register(h.router)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+// Router returns the router so other packages can register their routes
+// (Mattermost callbacks, alerts, dashboard) behind the same middleware.
+func (h *Handler) Router() *mux.Router { return h.router }
+
+// Route wraps fn as an endpoint: body limit, then (when auth is not nil)
+// authentication and rate limit, all before the body is read.
+func (h *Handler) Route(auth Authenticator, fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	var next http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			WriteError(w, r, h.log, err)
+		}
+	})
+	if auth != nil {
+		next = h.authenticate(auth, next)
+	}
+	return h.limitBody(h.MaxBody, next)
+}
+
+// Register adds the pipeline API and the operational endpoints to r.
+func (h *Handler) Register(r *mux.Router) {
+	p := h.Pipelines
+	r.Handle("/api/v1/runs", h.Route(p, h.handleStartRun)).Methods(http.MethodPost)
+	r.Handle("/api/v1/runs", h.Route(p, h.handleListRuns)).Methods(http.MethodGet)
+	r.Handle("/api/v1/runs/{run_id}", h.Route(p, h.handleGetRun)).Methods(http.MethodGet)
+	r.Handle("/api/v1/runs/{run_id}/events", h.Route(p, h.handleAddEvent)).Methods(http.MethodPost)
+	r.Handle("/api/v1/runs/{run_id}/events", h.Route(p, h.handleListEvents)).Methods(http.MethodGet)
+	r.Handle("/api/v1/runs/{run_id}/finish", h.Route(p, h.handleFinishRun)).Methods(http.MethodPost)
+	r.Handle("/api/v1/runs/{run_id}/approvals/latest", h.Route(p, h.handleLatestApproval)).Methods(http.MethodGet)
+	r.Handle("/api/v1/approvals", h.Route(p, h.handleRequestApproval)).Methods(http.MethodPost)
+	r.Handle("/api/v1/approvals/{approval_id}", h.Route(p, h.handleGetApproval)).Methods(http.MethodGet)
+	if h.BreakGlass != nil {
+		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.Route(h.BreakGlass, h.handleBypass)).Methods(http.MethodPost)
+	}
+	r.Handle("/healthz", h.Route(nil, h.handleHealth)).Methods(http.MethodGet)
+	r.Handle("/readyz", h.Route(nil, h.handleReady)).Methods(http.MethodGet)
+}
+
+func actor(r *http.Request) string {
+	if p := PrincipalOf(r.Context()); p != nil {
+		return p.Name
+	}
+	return "anonymous"
+}
+
+// handleStartRun handles "POST /api/v1/runs".
+func (h *Handler) handleStartRun(w http.ResponseWriter, r *http.Request) error {
+	var in ica.RunStart
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	run, created, err := h.Ledger.StartRun(r.Context(), &in, actor(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, createdStatus(created), run)
+	return nil
+}
+
+func createdStatus(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// handleAddEvent handles "POST /api/v1/runs/{run_id}/events".
+func (h *Handler) handleAddEvent(w http.ResponseWriter, r *http.Request) error {
+	runID := mux.Vars(r)["run_id"]
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	var in ica.EventInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	ev, created, err := h.Ledger.AddEvent(r.Context(), runID, &in, actor(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, createdStatus(created), ev)
+	return nil
+}
+
+// finishBody is the wire form of a finish; end_time is parsed here so a bad
+// time is reported with its field name.
+type finishBody struct {
+	Status  string `json:"status"`
+	EndTime string `json:"end_time,omitempty"`
+}
+
+// handleFinishRun handles "POST /api/v1/runs/{run_id}/finish".
+func (h *Handler) handleFinishRun(w http.ResponseWriter, r *http.Request) error {
+	runID := mux.Vars(r)["run_id"]
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	var b finishBody
+	if err := decodeJSON(r, &b); err != nil {
+		return err
+	}
+	in := ica.RunFinish{Status: b.Status}
+	if b.EndTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, b.EndTime)
+		if err != nil {
+			return ica.FieldErrorf(ica.EINVALID, "end_time", "end_time must be an RFC 3339 time such as 2026-11-27T10:00:00Z")
+		}
+		in.EndTime = &t
+	}
+	run, _, err := h.Ledger.FinishRun(r.Context(), runID, &in, actor(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, run)
+	return nil
+}
+
+// handleGetRun handles "GET /api/v1/runs/{run_id}".
+func (h *Handler) handleGetRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := h.Ledger.Run(r.Context(), mux.Vars(r)["run_id"])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, run)
+	return nil
+}
+
+// handleListEvents handles "GET /api/v1/runs/{run_id}/events".
+func (h *Handler) handleListEvents(w http.ResponseWriter, r *http.Request) error {
+	runID := mux.Vars(r)["run_id"]
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	evs, err := h.Ledger.Events(r.Context(), runID)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []*ica.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+	return nil
+}
+
+// parseTimeParam accepts RFC 3339 or a date (YYYY-MM-DD, midnight UTC).
+func parseTimeParam(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, ica.FieldErrorf(ica.EINVALID, name, "%s must be a date (YYYY-MM-DD) or an RFC 3339 time", name)
+}
+
+// handleListRuns handles "GET /api/v1/runs".
+func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := ica.RunFilter{Pipeline: q.Get("pipeline"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	switch f.Status {
+	case "", ica.RunRunning, ica.RunSuccess, ica.RunFailed, ica.RunCancelled:
+	default:
+		return ica.FieldErrorf(ica.EINVALID, "status", "status must be one of running, success, failed, cancelled")
+	}
+	if len(f.Pipeline) > ica.MaxNameLen {
+		return ica.FieldErrorf(ica.EINVALID, "pipeline", "pipeline is longer than %d bytes", ica.MaxNameLen)
+	}
+	var err error
+	if f.From, err = parseTimeParam("from", q.Get("from")); err != nil {
+		return err
+	}
+	if f.To, err = parseTimeParam("to", q.Get("to")); err != nil {
+		return err
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
+		return ica.FieldErrorf(ica.EINVALID, "to", "to must be after from")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return ica.FieldErrorf(ica.EINVALID, "limit", "limit must be a whole number from 1 to 500")
+		}
+		f.Limit = n
+	}
+	page, err := h.Ledger.Runs(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// handleRequestApproval handles "POST /api/v1/approvals".
+func (h *Handler) handleRequestApproval(w http.ResponseWriter, r *http.Request) error {
+	var in ica.ApprovalRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	a, created, err := h.Ledger.RequestApproval(r.Context(), &in, actor(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, createdStatus(created), a)
+	return nil
+}
+
+// handleGetApproval handles "GET /api/v1/approvals/{approval_id}". With
+// ?commit= and/or ?artifact_digest= it also checks that the approval is for
+// what is about to be deployed; a mismatch voids the approval.
+func (h *Handler) handleGetApproval(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["approval_id"]
+	a, err := h.Ledger.Approval(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if mismatch := bindingMismatch(a, q.Get("commit"), q.Get("artifact_digest")); mismatch != "" {
+		if !a.Final() || a.Status == ica.ApprovalApproved {
+			return h.void(w, r, a, mismatch)
+		}
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func bindingMismatch(a *ica.Approval, commit, digest string) string {
+	if commit != "" && !strings.EqualFold(commit, a.Commit) {
+		return "commit " + commit + " is not the approved commit " + a.Commit
+	}
+	if digest != "" && a.ArtifactDigest != "" && digest != a.ArtifactDigest {
+		return "artifact digest " + digest + " is not the approved digest " + a.ArtifactDigest
+	}
+	return ""
+}
+
+// void rejects an approval whose binding does not match what is deployed.
+// An approved approval is final in the state machine, so the mismatch is
+// answered as a conflict: the pipeline must not deploy either way.
+func (h *Handler) void(w http.ResponseWriter, r *http.Request, a *ica.Approval, why string) error {
+	if a.Final() {
+		return ica.Errorf(ica.ECONFLICT, "approval %s does not cover this deployment: %s", a.ID, why)
+	}
+	n, err := h.Ledger.Transition(r.Context(), a.ID, ica.Transition{Action: ica.ActVoid,
+		By: ica.Decider{Username: actor(r)}, Comment: "voided: " + why, Via: "api"}, actor(r), nil)
+	if err != nil {
+		return err
+	}
+	h.log.Warn("approval voided", "approval_id", a.ID, "reason", why, "request_id", RequestID(r.Context()))
+	writeJSON(w, http.StatusOK, n)
+	return nil
+}
+
+// handleLatestApproval handles "GET /api/v1/runs/{run_id}/approvals/latest".
+func (h *Handler) handleLatestApproval(w http.ResponseWriter, r *http.Request) error {
+	runID := mux.Vars(r)["run_id"]
+	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	a, err := h.Ledger.LatestApproval(r.Context(), runID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+type bypassBody struct {
+	Reason string `json:"reason"`
+}
+
+// handleBypass handles "POST /api/v1/approvals/{approval_id}/bypass": the
+// break-glass path. It is audited in the ledger and logged loudly.
+func (h *Handler) handleBypass(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["approval_id"]
+	if err := ica.ValidID("approval_id", id); err != nil {
+		return err
+	}
+	var b bypassBody
+	if err := decodeJSON(r, &b); err != nil {
+		return err
+	}
+	b.Reason = strings.TrimSpace(b.Reason)
+	if b.Reason == "" {
+		return ica.FieldErrorf(ica.EINVALID, "reason", "reason is required for a break-glass bypass")
+	}
+	if len(b.Reason) > 2000 {
+		return ica.FieldErrorf(ica.EINVALID, "reason", "reason is longer than 2000 bytes")
+	}
+	a, err := h.Ledger.Transition(r.Context(), id, ica.Transition{Action: ica.ActBypass,
+		By: ica.Decider{Username: actor(r)}, Comment: b.Reason, Via: "breakglass"}, actor(r), nil)
+	if err != nil {
+		return err
+	}
+	h.log.Warn("BREAK-GLASS BYPASS", "approval_id", a.ID, "run_id", a.RunID, "target", a.Target,
+		"by", actor(r), "reason", b.Reason, "request_id", RequestID(r.Context()))
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// handleHealth handles "GET /healthz": the process is alive.
+func (h *Handler) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// handleReady handles "GET /readyz": the ledger is open and writable and the
+// required dependencies answer; degraded dependencies are reported.
+func (h *Handler) handleReady(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	if err := h.Ledger.Ping(); err != nil {
+		checks["ledger"], ready = err.Error(), false
+	} else {
+		checks["ledger"] = "ok"
+	}
+	for name, c := range h.Ready {
+		if err := c(ctx); err != nil {
+			checks[name], ready = err.Error(), false
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	for name, c := range h.Degraded {
+		if err := c(ctx); err != nil {
+			checks[name] = "degraded: " + err.Error()
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	status, code := "ready", http.StatusOK
+	if !ready {
+		status, code = "not ready", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	return nil
+}
