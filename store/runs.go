@@ -298,7 +298,7 @@ func (s *Store) Runs(ctx context.Context, f ica.RunFilter) (*ica.RunPage, error)
 	}
 	if f.Cursor != "" {
 		c, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		if err != nil || !bytes.HasPrefix(c, prefix) {
+		if err != nil || !bytes.HasPrefix(c, prefix) || len(c) <= len(prefix)+8 {
 			return nil, ica.FieldErrorf(ica.EINVALID, "cursor", "cursor is not one this listing returned")
 		}
 		upper = c
