@@ -203,7 +203,7 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 		if t.By.Username == "" && t.By.UserID == "" {
 			return nil, Errorf(EFORBIDDEN, "an approval needs a named approver")
 		}
-		if a.RequestedBy != "" && strings.EqualFold(t.By.Username, a.RequestedBy) {
+		if a.IsRequester(t.By.Username) {
 			return nil, Errorf(EFORBIDDEN, "%s requested this deployment and cannot approve it", t.By.Username)
 		}
 		if t.Action == ActApproveTechnical {
@@ -243,6 +243,20 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 	n.UpdatedAt = t.At
 	n.Version++
 	return &n, nil
+}
+
+// IsRequester reports whether username is the person who triggered the run.
+// triggered_by may be a username or an e-mail address (Azure Pipelines'
+// Build.RequestedForEmail); the address's local part counts as the username.
+func (a *Approval) IsRequester(username string) bool {
+	if a.RequestedBy == "" || username == "" {
+		return false
+	}
+	if strings.EqualFold(username, a.RequestedBy) {
+		return true
+	}
+	local, _, ok := strings.Cut(a.RequestedBy, "@")
+	return ok && strings.EqualFold(username, local)
 }
 
 func (a *Approval) decidedBy() string {

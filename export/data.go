@@ -28,8 +28,8 @@ type dataCanon struct {
 }
 
 type pair struct {
-	key        string
-	start, end int // canonical value in out
+	key        []byte // in the input, or decoded when it had escapes
+	start, end int    // canonical value in out
 }
 
 // derived are the readable fields shown beside a record.
@@ -196,8 +196,9 @@ func (c *dataCanon) number(p *jparser) error {
 	return nil
 }
 
-// str reads a JSON string and returns its value.
-func (c *dataCanon) str(p *jparser) (string, error) {
+// str reads a JSON string and returns its value; plain strings are not
+// copied.
+func (c *dataCanon) str(p *jparser) ([]byte, error) {
 	start := p.i
 	i := p.i + 1
 	b := p.b
@@ -207,27 +208,32 @@ func (c *dataCanon) str(p *jparser) (string, error) {
 			p.i = i + 1
 			raw := b[start+1 : i]
 			if utf8.Valid(raw) {
-				return string(raw), nil
+				return raw, nil
 			}
-			return string(bytes.ToValidUTF8(raw, []byte("\uFFFD"))), nil
+			// encoding/json replaces each invalid byte: let it.
+			var s string
+			if err := json.Unmarshal(b[start:i+1], &s); err != nil {
+				return nil, fmt.Errorf("%w: %v", errBadJSON, err)
+			}
+			return []byte(s), nil
 		case ch == '\\':
 			// Escapes are rare: let encoding/json decode this string.
 			end, err := stringEnd(b, start)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			var s string
 			if err := json.Unmarshal(b[start:end], &s); err != nil {
-				return "", fmt.Errorf("%w: %v", errBadJSON, err)
+				return nil, fmt.Errorf("%w: %v", errBadJSON, err)
 			}
 			p.i = end
-			return s, nil
+			return []byte(s), nil
 		case ch < 0x20:
-			return "", fmt.Errorf("%w: control character in string", errBadJSON)
+			return nil, fmt.Errorf("%w: control character in string", errBadJSON)
 		}
 		i++
 	}
-	return "", fmt.Errorf("%w: unterminated string", errBadJSON)
+	return nil, fmt.Errorf("%w: unterminated string", errBadJSON)
 }
 
 // stringEnd returns the index after the closing quote of the string at start.
@@ -244,12 +250,12 @@ func stringEnd(b []byte, start int) (int, error) {
 }
 
 // appendString encodes s as encoding/json does without HTML escaping.
-func (c *dataCanon) appendString(dst []byte, s string) []byte {
+func (c *dataCanon) appendString(dst []byte, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
 		if ch < 0x20 || ch == '"' || ch == '\\' || (ch == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9)) {
 			c.sbuf.Reset()
-			c.senc.Encode(s)
+			c.senc.Encode(string(s))
 			return append(dst, bytes.TrimRight(c.sbuf.Bytes(), "\n")...)
 		}
 	}
@@ -305,20 +311,15 @@ func (c *dataCanon) object(p *jparser, depth int, d *derived) error {
 	}
 	// Values were written in input order after base; append the object
 	// in key order after them, then move it down over them.
-	slices.SortStableFunc(pairs, func(a, b pair) int {
-		switch {
-		case a.key < b.key:
-			return -1
-		case a.key > b.key:
-			return 1
-		}
-		return 0
-	})
+	byKey := func(a, b pair) int { return bytes.Compare(a.key, b.key) }
+	if !slices.IsSortedFunc(pairs, byKey) {
+		slices.SortStableFunc(pairs, byKey)
+	}
 	mid := len(c.out)
 	c.out = append(c.out, '{')
 	n := 0
 	for i, pr := range pairs {
-		if i+1 < len(pairs) && pairs[i+1].key == pr.key {
+		if i+1 < len(pairs) && bytes.Equal(pairs[i+1].key, pr.key) {
 			continue // a repeated key: the last one wins, as in a map
 		}
 		if n > 0 {
@@ -330,7 +331,7 @@ func (c *dataCanon) object(p *jparser, depth int, d *derived) error {
 		c.out = append(c.out, c.out[pr.start:pr.end]...)
 		if d != nil {
 			v := c.out[pr.start:pr.end]
-			switch pr.key {
+			switch string(pr.key) {
 			case "run_id":
 				d.RunID = plainString(v)
 			case "pipeline_name":
@@ -372,17 +373,19 @@ func (h *hasher) hash(e *ica.LedgerEntry) (string, error) {
 	}
 	b := append(h.buf[:0], e.PrevHash...)
 	b = append(b, `{"actor":`...)
-	b = h.dc.appendString(b, e.Actor)
+	b = h.dc.appendString(b, []byte(e.Actor))
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
 	b = append(b, `,"kind":`...)
-	b = h.dc.appendString(b, e.Kind)
+	b = h.dc.appendString(b, []byte(e.Kind))
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"subject":`...)
-	b = h.dc.appendString(b, e.Subject)
+	b = h.dc.appendString(b, []byte(e.Subject))
 	b = append(b, `,"time":`...)
-	b = h.dc.appendString(b, e.Time.UTC().Format(time.RFC3339Nano))
+	b = append(b, '"')
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
 	b = append(b, '}')
 	h.buf = b
 	sum := sha256.Sum256(b)

@@ -125,6 +125,9 @@ func (b *base) check(e *ica.LedgerEntry) error {
 	if e == nil {
 		return fmt.Errorf("export: nil entry")
 	}
+	if e.Seq == 0 {
+		return fmt.Errorf("export: entry seq 0: ledger seqs start at 1")
+	}
 	if b.t.count > 0 && e.Seq <= b.t.last() {
 		return fmt.Errorf("export: entry seq %d after seq %d: entries must be in ascending seq", e.Seq, b.t.last())
 	}

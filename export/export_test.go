@@ -332,11 +332,11 @@ func TestVerify_Keys(t *testing.T) {
 
 func TestVerify_NotAnExport(t *testing.T) {
 	cases := map[string]string{
-		"":                              "file is empty",
-		"hello,world\n1,2\n":            `not an ICA CSV export: column "seq" is missing from the header row`,
-		"{\"type\":\"entry\"}\n":        `not an ICA JSON export: the first line is not a {"type":"header","format":"ica-export"} object`,
-		"%PDF-1.3\n%%EOF\n":             "PDF has no ICA manifest in its metadata (Keywords): not an ICA export, or the metadata was removed",
-		"%PDF-1.3\n/Keywords (hello)\n": "PDF Keywords do not hold an ICA manifest: not an ICA export, or the metadata was changed",
+		"":                                     "file is empty",
+		"hello,world\n1,2\n":                   `not an ICA CSV export: column "seq" is missing from the header row`,
+		"{\"type\":\"entry\"}\n":               `not an ICA JSON export: the first line is not a {"type":"header","format":"ica-export"} object`,
+		"%PDF-1.3\n%%EOF\n":                    "PDF has no ICA manifest in its metadata (Keywords): not an ICA export, or the metadata was removed",
+		"%PDF-1.3\n/Keywords (hello)\n%%EOF\n": "PDF Keywords do not hold an ICA manifest: not an ICA export, or the metadata was changed",
 	}
 	for in, want := range cases {
 		rep, err := Verify(strings.NewReader(in))

@@ -148,11 +148,11 @@ func (e *PDFEncoder) summarise(le *ica.LedgerEntry) {
 		a.status = status
 		setIf(&a.technical, d.Technical.String())
 		setIf(&a.business, d.Business.String())
-		if s := d.Rejection.String(); s != "" {
-			a.other = "rejected: " + s
+		if d.Rejection != nil && d.Rejection.Username != "" {
+			a.other = "rejected by " + d.Rejection.Username
 		}
-		if s := d.Bypass.String(); s != "" {
-			a.other = "bypassed: " + s
+		if d.Bypass != nil && d.Bypass.Username != "" {
+			a.other = "bypassed by " + d.Bypass.Username
 		}
 		if a.runID == "" {
 			return

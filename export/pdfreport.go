@@ -466,7 +466,11 @@ func (r *pdfReport) charts(runs []*pdfRun) {
 	r.newPage()
 	r.heading("Activity")
 	unit, buckets, labels := bucketRuns(runs)
-	r.subheading("Runs per " + unit + " by outcome")
+	title := "Runs per " + unit + " by outcome"
+	if unit == "week" {
+		title += " (weeks starting Monday)"
+	}
+	r.subheading(title)
 	r.barChart(pgMargin, r.y, r.contentW(), 78, buckets, labels)
 	r.y += 86
 

@@ -28,16 +28,16 @@ func (v *verifier) verifyPDF(r io.Reader) error {
 		v.fail(0, fmt.Sprintf("PDF is larger than %d bytes", maxPDFSize))
 		return nil
 	}
+	truncated := !bytes.Contains(doc[max(0, len(doc)-1024):], []byte("%%EOF"))
 	raw, problem := pdfManifest(doc)
-	if problem != "" {
+	switch {
+	case problem != "" && truncated:
+		v.fail(0, "file is truncated: the PDF has no end-of-file marker")
+	case problem != "":
 		v.fail(0, problem)
-		return nil
-	}
-	// A PDF has no records to tally: compare the manifest with itself so
-	// that only its own checks (signature, key, head) apply.
-	v.finishManifestOnly(raw)
-	if !bytes.Contains(doc[max(0, len(doc)-1024):], []byte("%%EOF")) {
-		if v.rep.Problem == "" {
+	default:
+		v.finishManifestOnly(raw)
+		if truncated {
 			v.fail(0, "file is truncated: the PDF has no end-of-file marker")
 		}
 	}

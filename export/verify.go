@@ -122,7 +122,7 @@ func VerifyFileWith(path string, opt VerifyOptions) (*Report, error) {
 // VerifyWith checks an export with options (see Verify).
 func VerifyWith(r io.Reader, opt VerifyOptions) (*Report, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	v := &verifier{rep: &Report{RecordsVerified: true}, opt: opt, t: newTally()}
+	v := &verifier{rep: &Report{RecordsVerified: true}, opt: opt, t: newTally(), h: newHasher()}
 	// Tolerate a UTF-8 byte order mark: spreadsheets add one when saving.
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
@@ -172,6 +172,7 @@ type verifier struct {
 	prevHash string
 
 	rec *problem // first problem found while reading records
+	h   *hasher
 
 	// earliest and latest record times, to warn about records outside the
 	// stated period without keeping every time.
@@ -242,7 +243,7 @@ func (v *verifier) checkEntry(e *ica.LedgerEntry) {
 			e.Seq, v.prevSeq, e.Seq, v.prevSeq)
 		return
 	}
-	h, err := e.ComputeHash()
+	h, err := v.h.hash(e)
 	if err != nil {
 		v.recordProblem(e.Seq, e.Seq, "record seq %d is malformed: data is not valid JSON", e.Seq)
 		return
