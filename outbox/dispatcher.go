@@ -118,6 +118,9 @@ func (d *Dispatcher) Start(ctx context.Context) {
 
 // Notify wakes every worker: something was enqueued.
 func (d *Dispatcher) Notify() {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, w := range d.workers {

@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/bot"
 	"github.com/ica-governance/ica/outbox"
+	"github.com/ica-governance/ica/scheduler"
 	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
 )
@@ -66,12 +68,26 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Help: "Outbox delivery attempts by destination and outcome."}, []string{"destination", "outcome"})
 	reg.MustRegister(commitLatency, deliveries)
 
+	actionSecret, err := loadSecret(cfg.ActionSecret, cfg.DataDir, "action.secret", 32)
+	if err != nil {
+		return err
+	}
+	mmEnabled := cfg.Mattermost.URL != ""
+	if mmEnabled && cfg.PublicURL == "" {
+		return fmt.Errorf("ICA_PUBLIC_URL is required with Mattermost: buttons call back to it")
+	}
+	var notifier ica.Notifier = ica.NopNotifier{}
+	if mmEnabled {
+		notifier = bot.Notifier{}
+	}
+
 	var disp *outbox.Dispatcher
+	var sched *scheduler.Scheduler
 	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
-		Clock: clock, Key: key, Logger: log,
+		Clock: clock, Key: key, Logger: log, Notifier: notifier,
 		ApprovalTimeout:  func(target string) time.Duration { return cfg.target(target).Timeout },
 		FinanceThreshold: cfg.Budget.FinanceThreshold,
-		OnEnqueue:        func() { disp.Notify() },
+		OnEnqueue:        func() { disp.Notify(); sched.Notify() },
 		ObserveCommit:    func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
 	})
 	if err != nil {
@@ -111,16 +127,32 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 	}
-	if cfg.Mattermost.URL == "" {
+	var mm *bot.Bot
+	if !mmEnabled {
 		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded and can be decided through the API only")
 		deps.Degraded["mattermost"] = func(context.Context) error { return errors.New("not configured") }
+	} else {
+		mm = bot.New(botConfig(cfg, actionSecret), bot.NewClient(cfg.Mattermost.URL, cfg.Mattermost.Token, nil), st, clock, log)
+		disp.Register(bot.Destination, mm)
+		deps.Degraded["mattermost"] = mm.Ready
 	}
+	schedOpt := scheduler.Options{}
+	if mm != nil {
+		schedOpt.ReminderBefore = func(target string) time.Duration { return cfg.target(target).ReminderBefore }
+		schedOpt.Reminder = bot.Notifier{}.ReminderMessages
+	}
+	sched = scheduler.New(st, clock, log, schedOpt)
 	if cfg.PagerDuty.RoutingKey == "" {
 		log.Warn("PagerDuty delivery disabled: ICA_PAGERDUTY_ROUTING_KEY is not set")
 		deps.Degraded["pagerduty"] = func(context.Context) error { return errors.New("not configured") }
 	}
 	h := webhooks.NewHandler(deps)
 	h.Router().Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	if mm != nil {
+		// Mattermost signs nothing: these authenticate by the signed context and state.
+		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
+		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
+	}
 	admin := &adminHandler{store: st, log: log}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
 		st.Close()
@@ -148,6 +180,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	bgCtx, cancelBG := context.WithCancel(ctx)
 	disp.Start(bgCtx)
+	sched.Start(bgCtx)
+	if mm != nil {
+		mm.Start(bgCtx)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); housekeeping(bgCtx, st, clock, log) }()
 
@@ -170,6 +206,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		sock.Shutdown(shutdownCtx)
 	}
 	cancelBG()
+	sched.Stop()
+	if mm != nil {
+		mm.Stop()
+	}
 	dispCtx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel2()
 	if e := disp.Stop(dispCtx); e != nil {
@@ -215,4 +255,17 @@ func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *sl
 			lastPrune = clock.Now()
 		}
 	}
+}
+
+// botConfig maps the configuration onto the bot's policy.
+func botConfig(cfg *Config, secret []byte) bot.Config {
+	bc := bot.Config{PublicURL: cfg.PublicURL, Team: cfg.Mattermost.Team, DefaultChannel: cfg.Mattermost.ApprovalChannel,
+		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{}}
+	for _, t := range []string{ica.TargetStaging, ica.TargetProduction} {
+		p := cfg.target(t)
+		bc.Targets[t] = bot.TargetPolicy{Channel: p.Channel, CommentOnApprove: p.CommentOnApprove,
+			Technical: bot.StepPolicy{Usernames: p.TechnicalApprovers, Channel: p.TechnicalChannel},
+			Business:  bot.StepPolicy{Usernames: p.BusinessApprovers, Channel: p.BusinessChannel}}
+	}
+	return bc
 }

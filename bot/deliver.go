@@ -1,0 +1,243 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattermost/mattermost/server/public/model"
+
+	"github.com/ica-governance/ica"
+)
+
+var _ ica.Deliverer = (*Bot)(nil)
+
+var errNotReady = errors.New("not connected to Mattermost yet")
+
+// Deliver implements ica.Deliverer for the "mattermost" destination.
+func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error) {
+	if err := b.Ready(ctx); err != nil {
+		return true, &ica.RetryAfterError{After: 5 * time.Second, Err: fmt.Errorf("%w: %v", errNotReady, err)}
+	}
+	var p cardPayload
+	if err := json.Unmarshal(msg.Payload, &p); err != nil {
+		return false, fmt.Errorf("outbox message %d: bad payload: %w", msg.ID, err)
+	}
+	a, err := b.store.Approval(ctx, p.ApprovalID)
+	if err != nil {
+		return ica.ErrorCode(err) != ica.ENOTFOUND, err
+	}
+	switch msg.Kind {
+	case KindCardCreate:
+		return b.createCard(ctx, msg, a)
+	case KindCardUpdate:
+		return b.updateCard(ctx, a)
+	case KindNotify:
+		return b.fanOut(ctx, a, p)
+	case KindDM:
+		return b.sendDM(ctx, a, p)
+	case KindAnnounce:
+		return b.announce(ctx, a, p)
+	}
+	return false, fmt.Errorf("unknown mattermost message kind %q", msg.Kind)
+}
+
+// createCard posts the card once. A retry first looks for a card it may have
+// posted before a crash or a lost answer, so a card never appears twice.
+func (b *Bot) createCard(ctx context.Context, msg *ica.OutboxMessage, a *ica.Approval) (bool, error) {
+	if a.Card.PostID != "" {
+		return false, nil
+	}
+	chName := b.target(a.Target).Channel
+	chID := b.channelID(chName)
+	if chID == "" {
+		return false, fmt.Errorf("approval channel %q is unknown", chName)
+	}
+	api := b.client.API()
+	var post *model.Post
+	if msg.Attempts > 0 {
+		list, retry, err := call(ctx, "list recent posts", func(ctx context.Context) (*model.PostList, *model.Response, error) {
+			return api.GetPostsForChannel(ctx, chID, 0, 200, "", false, false)
+		})
+		if err != nil {
+			return retry, err
+		}
+		for _, p := range list.Posts {
+			if p.UserId == b.botUser().Id && fmt.Sprint(p.GetProp(propApprovalID)) == a.ID {
+				post = p
+				break
+			}
+		}
+	}
+	if post == nil {
+		text, props := b.renderCard(a, b.clock.Now())
+		np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.pendingID(a)}
+		np.SetProps(props)
+		created, retry, err := call(ctx, "post the approval card", func(ctx context.Context) (*model.Post, *model.Response, error) {
+			return api.CreatePost(ctx, np)
+		})
+		if err != nil {
+			return retry, err
+		}
+		post = created
+	}
+	_, err := b.store.UpdateApproval(ctx, a.ID, "mattermost", func(cur *ica.Approval) (string, any, []*ica.OutboxMessage, error) {
+		cur.Card = ica.CardRef{ChannelID: chID, PostID: post.Id}
+		var msgs []*ica.OutboxMessage
+		if cur.Version != a.Version {
+			// The approval changed while the card was being posted.
+			msgs = append(msgs, message(KindCardUpdate, fmt.Sprintf("%s:card:v%d", cur.ID, cur.Version), "card:"+cur.ID, cardPayload{ApprovalID: cur.ID}))
+		}
+		return ica.KindApprovalCard, map[string]string{"post_id": post.Id, "channel_id": chID}, msgs, nil
+	})
+	if err != nil {
+		return true, fmt.Errorf("record card post %s: %w", post.Id, err)
+	}
+	return false, nil
+}
+
+// pendingID is the client-side id Mattermost uses to drop a repeated create.
+func (b *Bot) pendingID(a *ica.Approval) string {
+	return b.botUser().Id + ":" + fmt.Sprint(a.CreatedAt.UnixMilli())
+}
+
+// updateCard re-renders the card from the approval as it is now, sending
+// the whole props so buttons appear and disappear as the state says.
+func (b *Bot) updateCard(ctx context.Context, a *ica.Approval) (bool, error) {
+	if a.Card.PostID == "" {
+		return true, errors.New("the card is not posted yet")
+	}
+	text, props := b.renderCard(a, b.clock.Now())
+	patch := &model.PostPatch{Message: &text, Props: &props}
+	_, retry, err := call(ctx, "update the approval card", func(ctx context.Context) (*model.Post, *model.Response, error) {
+		return b.client.API().PatchPost(ctx, a.Card.PostID, patch)
+	})
+	return retry, err
+}
+
+// fanOut expands a step notification into one message per approver, so a
+// retry after a partial failure does not message anyone twice.
+func (b *Bot) fanOut(ctx context.Context, a *ica.Approval, p cardPayload) (bool, error) {
+	if a.Step() != p.Step {
+		return false, nil // the step is over
+	}
+	users, retry, err := b.stepUsers(ctx, a, p.Step)
+	if err != nil {
+		return retry, err
+	}
+	var msgs []*ica.OutboxMessage
+	kind := "notify"
+	if p.Reminder {
+		kind = "reminder"
+	}
+	for _, u := range users {
+		if a.IsRequester(u.Username) || (p.Step == ica.StepBusiness && a.Technical != nil && a.Technical.UserID == u.Id) || u.IsBot {
+			continue
+		}
+		q := p
+		q.UserID, q.Username = u.Id, u.Username
+		msgs = append(msgs, message(KindDM, fmt.Sprintf("%s:%s:%s:%s", a.ID, kind, p.Step, u.Id), "dm:"+u.Id, q))
+	}
+	if len(msgs) == 0 {
+		b.log.Warn("no approver to notify", "approval_id", a.ID, "step", p.Step)
+		return false, nil
+	}
+	if err := b.store.Enqueue(ctx, msgs...); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// stepUsers lists the people who may decide a step.
+func (b *Bot) stepUsers(ctx context.Context, a *ica.Approval, step string) ([]*model.User, bool, error) {
+	pol := b.stepPolicy(a, step)
+	api := b.client.API()
+	var out []*model.User
+	seen := map[string]bool{}
+	if len(pol.Usernames) > 0 {
+		users, retry, err := call(ctx, "look up approvers", func(ctx context.Context) ([]*model.User, *model.Response, error) {
+			return api.GetUsersByUsernames(ctx, pol.Usernames)
+		})
+		if err != nil {
+			return nil, retry, err
+		}
+		for _, u := range users {
+			seen[u.Id] = true
+			out = append(out, u)
+		}
+	}
+	if pol.Channel != "" {
+		chID := b.channelID(pol.Channel)
+		for page := 0; chID != "" && page < 20; page++ {
+			members, retry, err := call(ctx, "list ~"+pol.Channel, func(ctx context.Context) (model.ChannelMembers, *model.Response, error) {
+				return api.GetChannelMembers(ctx, chID, page, 200, "")
+			})
+			if err != nil {
+				return nil, retry, err
+			}
+			for _, m := range members {
+				if seen[m.UserId] {
+					continue
+				}
+				u, retry, err := call(ctx, "look up a channel member", func(ctx context.Context) (*model.User, *model.Response, error) {
+					return api.GetUser(ctx, m.UserId, "")
+				})
+				if err != nil {
+					return nil, retry, err
+				}
+				seen[u.Id] = true
+				out = append(out, u)
+			}
+			if len(members) < 200 {
+				break
+			}
+		}
+	}
+	return out, false, nil
+}
+
+func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool, error) {
+	if a.Step() != p.Step {
+		return false, nil // decided meanwhile: no point asking
+	}
+	if a.Card.PostID == "" {
+		return true, errors.New("the card is not posted yet")
+	}
+	api := b.client.API()
+	ch, retry, err := call(ctx, "open a DM with @"+p.Username, func(ctx context.Context) (*model.Channel, *model.Response, error) {
+		return api.CreateDirectChannel(ctx, b.botUser().Id, p.UserID)
+	})
+	if err != nil {
+		return retry, err
+	}
+	verb := "Your %s approval is requested"
+	if p.Reminder {
+		verb = ":hourglass: Reminder: your %s approval is still needed"
+	}
+	text := fmt.Sprintf(verb+" for **%s** run %s → **%s** (approval %s, %s). It expires in %s.\n%s",
+		p.Step, a.PipelineName, a.RunID, a.Target, a.ID, money(a.EstimatedCost),
+		FormatDuration(a.ExpiresAt.Sub(b.clock.Now())), b.permalink(a.Card.PostID))
+	_, retry, err = call(ctx, "DM @"+p.Username, func(ctx context.Context) (*model.Post, *model.Response, error) {
+		return api.CreatePost(ctx, &model.Post{ChannelId: ch.Id, Message: text})
+	})
+	return retry, err
+}
+
+func (b *Bot) announce(ctx context.Context, a *ica.Approval, p cardPayload) (bool, error) {
+	chID := b.channelID(b.target(a.Target).Channel)
+	if chID == "" {
+		return false, errors.New("approval channel is unknown")
+	}
+	text := p.Text
+	if a.Card.PostID != "" {
+		text += "\n" + b.permalink(a.Card.PostID)
+	}
+	post := &model.Post{ChannelId: chID, Message: text, RootId: ""}
+	_, retry, err := call(ctx, "announce", func(ctx context.Context) (*model.Post, *model.Response, error) {
+		return b.client.API().CreatePost(ctx, post)
+	})
+	return retry, err
+}
+
