@@ -240,4 +240,3 @@ func (b *Bot) announce(ctx context.Context, a *ica.Approval, p cardPayload) (boo
 	})
 	return retry, err
 }
-
