@@ -69,12 +69,25 @@ func (c *FakeClock) Waiters() int {
 }
 
 // Advance moves the fake time forward by d and fires due waiters.
-func (c *FakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+func (c *FakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLocked(c.now.Add(d))
+}
 
-// Set moves the fake time to t and fires due waiters.
+// Set moves the fake time to t and fires due waiters. Like a real clock the
+// fake one never runs backwards: a t before the current time is ignored, so
+// concurrent Set calls cannot strand a waiter.
 func (c *FakeClock) Set(t time.Time) {
 	c.mu.Lock()
-	c.now = t.UTC()
+	defer c.mu.Unlock()
+	c.setLocked(t)
+}
+
+func (c *FakeClock) setLocked(t time.Time) {
+	if t.UTC().After(c.now) {
+		c.now = t.UTC()
+	}
 	sort.Slice(c.waiters, func(i, j int) bool { return c.waiters[i].at.Before(c.waiters[j].at) })
 	var keep []fakeWaiter
 	for _, w := range c.waiters {
@@ -85,5 +98,4 @@ func (c *FakeClock) Set(t time.Time) {
 		}
 	}
 	c.waiters = keep
-	c.mu.Unlock()
 }

@@ -104,6 +104,9 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		return ica.Errorf(ica.EINVALID, "malformed action request")
 	}
+	if _, ok := req.Context["incident_id"]; ok {
+		return b.handleIncidentAction(w, r, req) // incident cards (incident.go)
+	}
 	str := func(k string) string { s, _ := req.Context[k].(string); return s }
 	id, action, sig := str("approval_id"), str("action"), str("sig")
 	if id == "" || action == "" || !verify(b.secret, sig, "action", id, action) {
@@ -237,6 +240,9 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	var req model.SubmitDialogRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		return ica.Errorf(ica.EINVALID, "malformed dialog submission")
+	}
+	if isIncidentID(req.CallbackId) {
+		return b.handleIncidentDialog(w, r, req) // freeze override (incident.go)
 	}
 	st, err := b.decodeState(req.State)
 	if err == nil && (st.UserID != req.UserId || st.ApprovalID != req.CallbackId) {

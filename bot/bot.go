@@ -37,6 +37,7 @@ type Config struct {
 	PublicURL        string // ICA's URL as Mattermost reaches it (button callbacks)
 	Team             string // team name
 	DefaultChannel   string // approval channel when a target names none
+	FinanceChannel   string // finance alerts for approvals above the finance threshold
 	Targets          map[string]TargetPolicy
 	FinanceApprovers []string
 	Secret           []byte        // HMAC key for button context and dialog state
@@ -59,7 +60,7 @@ type Bot struct {
 	store  Store
 	clock  ica.Clock
 	log    *slog.Logger
-	budget Budget
+	budget BudgetSource
 
 	mu       sync.RWMutex
 	me       *model.User
@@ -70,6 +71,8 @@ type Bot struct {
 
 	members *memberCache
 	dialogs *dialogStore
+
+	incidents *incidentCards // incident cards and freeze warnings (incident.go); nil: disabled
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -86,8 +89,8 @@ func New(cfg Config, client *Client, store Store, clock ica.Clock, log *slog.Log
 		members: newMemberCache(clock), dialogs: newDialogStore(clock)}
 }
 
-// SetBudget installs the budget line provider of the cards.
-func (b *Bot) SetBudget(bud Budget) { b.budget = bud }
+// SetBudget installs the source of the cards' budget line.
+func (b *Bot) SetBudget(bud BudgetSource) { b.budget = bud }
 
 // Start resolves the bot account, the team, the channels and the approvers,
 // retrying with backoff while Mattermost is unreachable. It never fails: the
@@ -146,7 +149,7 @@ func (b *Bot) resolve(ctx context.Context) error {
 		return err
 	}
 	channels := map[string]string{}
-	want := []string{b.cfg.DefaultChannel}
+	want := []string{b.cfg.DefaultChannel, b.cfg.FinanceChannel}
 	for _, p := range b.cfg.Targets {
 		want = append(want, p.Channel, p.Technical.Channel, p.Business.Channel)
 	}

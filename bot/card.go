@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,9 +47,33 @@ func verify(secret []byte, sig string, parts ...string) bool {
 	return hmac.Equal([]byte(want), []byte(sig))
 }
 
-// Budget renders the budget line of a card (the cost issue fills it in).
-type Budget interface {
-	BudgetLine(a *ica.Approval) string
+// BudgetSource gives the month's spend against the budget for the card's
+// budget line.
+type BudgetSource interface {
+	Budget(ctx context.Context) (*ica.Budget, error)
+}
+
+// budgetLine says where the month stands, e.g. "month-to-date $4,210.00 of
+// $10,000.00 (42%), forecast $9,800.00; cost data 3h old".
+func (b *Bot) budgetLine(now time.Time) string {
+	if b.budget == nil {
+		return "no budget data"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	bud, err := b.budget.Budget(ctx)
+	if err != nil {
+		return "budget unavailable"
+	}
+	if bud.MonthlyBudget <= 0 {
+		return "no budget configured"
+	}
+	if bud.AsOf == nil {
+		return fmt.Sprintf("no cost data yet for %s; budget %s", bud.Month, money(bud.MonthlyBudget))
+	}
+	return fmt.Sprintf("month-to-date %s of %s (%.0f%%), pending %s, forecast %s; cost data %s old",
+		money(bud.MonthToDate), money(bud.MonthlyBudget), 100*bud.MonthToDate/bud.MonthlyBudget,
+		money(bud.PendingEstimates), money(bud.Forecast), FormatDuration(now.Sub(*bud.AsOf)))
 }
 
 // FormatDuration says how long is left in words: "3h 59m", "12m", "under a minute".
@@ -117,12 +142,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	if a.RunURL != "" {
 		run = fmt.Sprintf("[%s](%s)", a.RunID, a.RunURL)
 	}
-	budget := "no budget data"
-	if b.budget != nil {
-		if line := b.budget.BudgetLine(a); line != "" {
-			budget = line
-		}
-	}
+	budget := b.budgetLine(now)
 	fields := []*model.MessageAttachmentField{
 		{Title: "Pipeline", Value: a.PipelineName, Short: true},
 		{Title: "Run", Value: run, Short: true},
@@ -139,6 +159,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	if !a.Final() {
 		fields = append(fields, &model.MessageAttachmentField{Title: "Expires", Value: "expires in " + FormatDuration(a.ExpiresAt.Sub(now)) + " (" + stamp(a.ExpiresAt) + ")", Short: false})
 	}
+	fields = append(fields, b.freezeWarning(a)...) // deployment freeze (incident.go)
 	if a.Technical != nil {
 		fields = append(fields, &model.MessageAttachmentField{Title: "Technical approval", Value: decisionText(a.Technical)})
 	}

@@ -21,6 +21,9 @@ func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error)
 	if err := b.Ready(ctx); err != nil {
 		return true, &ica.RetryAfterError{After: 5 * time.Second, Err: fmt.Errorf("%w: %v", errNotReady, err)}
 	}
+	if IsIncidentKind(msg.Kind) {
+		return b.deliverIncident(ctx, msg) // incident cards (incident.go)
+	}
 	var p cardPayload
 	if err := json.Unmarshal(msg.Payload, &p); err != nil {
 		return false, fmt.Errorf("outbox message %d: bad payload: %w", msg.ID, err)
@@ -39,7 +42,12 @@ func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error)
 	case KindDM:
 		return b.sendDM(ctx, a, p)
 	case KindAnnounce:
-		return b.announce(ctx, a, p)
+		return b.announce(ctx, a, p, b.target(a.Target).Channel)
+	case KindFinance:
+		if b.cfg.FinanceChannel == "" {
+			return false, nil
+		}
+		return b.announce(ctx, a, p, b.cfg.FinanceChannel)
 	}
 	return false, fmt.Errorf("unknown mattermost message kind %q", msg.Kind)
 }
@@ -225,10 +233,10 @@ func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 	return retry, err
 }
 
-func (b *Bot) announce(ctx context.Context, a *ica.Approval, p cardPayload) (bool, error) {
-	chID := b.channelID(b.target(a.Target).Channel)
+func (b *Bot) announce(ctx context.Context, a *ica.Approval, p cardPayload, channel string) (bool, error) {
+	chID := b.channelID(channel)
 	if chID == "" {
-		return false, errors.New("approval channel is unknown")
+		return false, fmt.Errorf("channel %q is unknown", channel)
 	}
 	text := p.Text
 	if a.Card.PostID != "" {

@@ -17,6 +17,7 @@ const (
 	KindNotify     = "dm.fanout"   // DM every eligible approver of a step (expands to dm.user)
 	KindDM         = "dm.user"     // one DM
 	KindAnnounce   = "announce"    // a post in the approval channel (break-glass)
+	KindFinance    = "finance"     // a post in the finance channel (cost above the finance threshold)
 )
 
 type cardPayload struct {
@@ -49,6 +50,12 @@ func (Notifier) ApprovalMessages(prev, next *ica.Approval) []*ica.OutboxMessage 
 		out = append(out, message(KindCardCreate, id+":card", order, p))
 	} else if prev.Status != next.Status || prev.Version != next.Version {
 		out = append(out, message(KindCardUpdate, fmt.Sprintf("%s:card:v%d", id, next.Version), order, p))
+	}
+	if prev == nil && next.FinanceRequired {
+		f := p
+		f.Text = fmt.Sprintf("#### :moneybag: Finance approval needed: %s\n**%s** run %s → **%s** is estimated at **$%.2f**, above the finance threshold: its business approval must come from finance.",
+			id, next.PipelineName, next.RunID, next.Target, next.EstimatedCost)
+		out = append(out, message(KindFinance, id+":finance", order, f))
 	}
 	if step := next.Step(); step != "" && (prev == nil || prev.Step() != step) {
 		p.Step = step

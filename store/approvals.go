@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -78,65 +79,119 @@ func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, ac
 		return nil, false, err
 	}
 	err = s.update(func(tx *bolt.Tx, st *txState) error {
-		ap, created = nil, false
-		r, err := mustRun(tx, in.RunID)
+		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
+		return err
+	})
+	return ap, created, err
+}
+
+// RequestApprovalWithCheck is RequestApproval for an Azure Pipelines check
+// in callback mode: it also keeps the callback, so the decision is posted to
+// the plan when the approval is final (at once if it already is).
+func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRequest, cb *ica.CheckCallback, actor string) (ap *ica.Approval, created bool, err error) {
+	if err := in.Validate(); err != nil {
+		return nil, false, err
+	}
+	if err := cb.Validate(); err != nil {
+		return nil, false, err
+	}
+	err = s.update(func(tx *bolt.Tx, st *txState) error {
+		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
 		if err != nil {
 			return err
 		}
-		if r.Status == ica.RunFailed || r.Status == ica.RunCancelled {
-			return ica.Errorf(ica.ECONFLICT, "run %s finished as %s and cannot be deployed", r.RunID, r.Status)
-		}
-		// An earlier request for the same run and target that is still
-		// open or approved answers this one.
-		prefix := join([]byte(in.RunID), sep)
-		c := tx.Bucket(bucketApprByRun).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			old, err := mustApproval(tx, string(k[len(prefix)+8:]))
-			if err != nil {
-				return err
-			}
-			if old.Target == in.DeploymentTarget && (!old.Final() || old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed) {
-				if old.EstimatedCost != *in.EstimatedCost {
-					return ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
-						old.ID, old.RunID, old.Target, old.Status, old.EstimatedCost)
-				}
-				ap = old
-				return nil
-			}
-		}
-		n, err := tx.Bucket(bucketApprovals).NextSequence()
-		if err != nil {
+		key := join([]byte(ap.ID), sep, []byte(cb.TaskInstanceID))
+		if err := putJSON(tx.Bucket(bucketChecks), key, cb); err != nil {
 			return err
 		}
-		a := &ica.Approval{
-			ID: fmt.Sprintf("A-%d", n), RunID: r.RunID, PipelineName: r.PipelineName, Branch: r.Branch,
-			Commit: r.Commit, ArtifactDigest: r.ArtifactDigest, RunURL: r.URL, Target: in.DeploymentTarget,
-			EstimatedCost: *in.EstimatedCost, Status: ica.ApprovalPending, RequestedBy: r.TriggeredBy,
-			Actor: actor, CreatedAt: st.now, UpdatedAt: st.now,
-			ExpiresAt: st.now.Add(s.opt.ApprovalTimeout(in.DeploymentTarget)),
-		}
-		a.FinanceRequired = s.opt.FinanceThreshold > 0 && a.EstimatedCost > s.opt.FinanceThreshold
-		for _, g := range s.opt.Gates {
-			if err := g(readTx{tx}, a); err != nil {
-				return err
-			}
-		}
-		if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
+		if _, err := s.appendLedger(tx, st.now, "approval.check_linked", ap.ID, actor, map[string]any{
+			"approval_id": ap.ID, "plan_id": cb.PlanID, "job_id": cb.JobID, "task_instance_id": cb.TaskInstanceID, "plan_url": cb.PlanURL}); err != nil {
 			return err
 		}
-		if err := putApproval(tx, nil, a); err != nil {
-			return err
+		if ap.Final() {
+			return s.enqueue(tx, st, []*ica.OutboxMessage{checkMessage(ap, cb)})
 		}
-		if err := tx.Bucket(bucketApprByRun).Put(join(prefix, timeKey(a.CreatedAt), []byte(a.ID)), nil); err != nil {
-			return err
-		}
-		if err := s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(nil, a)); err != nil {
-			return err
-		}
-		ap, created = a, true
 		return nil
 	})
 	return ap, created, err
+}
+
+func checkMessage(a *ica.Approval, cb *ica.CheckCallback) *ica.OutboxMessage {
+	raw, _ := json.Marshal(ica.CheckCompletion{Callback: *cb, ApprovalID: a.ID, Status: a.Status, Result: ica.CheckResult(a.Status)})
+	return &ica.OutboxMessage{Destination: ica.CheckDestination, Kind: "task.completed",
+		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw}
+}
+
+// checkMessages returns the callbacks to post for an approval that became final.
+func checkMessages(tx *bolt.Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
+	var out []*ica.OutboxMessage
+	prefix := join([]byte(a.ID), sep)
+	c := tx.Bucket(bucketChecks).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var cb ica.CheckCallback
+		if err := json.Unmarshal(v, &cb); err != nil {
+			return nil, err
+		}
+		out = append(out, checkMessage(a, &cb))
+	}
+	return out, nil
+}
+
+func (s *Store) requestApprovalTx(tx *bolt.Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error) {
+	r, err := mustRun(tx, in.RunID)
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Status == ica.RunFailed || r.Status == ica.RunCancelled {
+		return nil, false, ica.Errorf(ica.ECONFLICT, "run %s finished as %s and cannot be deployed", r.RunID, r.Status)
+	}
+	// An earlier request for the same run and target that is still
+	// open or approved answers this one.
+	prefix := join([]byte(in.RunID), sep)
+	c := tx.Bucket(bucketApprByRun).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		old, err := mustApproval(tx, string(k[len(prefix)+8:]))
+		if err != nil {
+			return nil, false, err
+		}
+		if old.Target == in.DeploymentTarget && (!old.Final() || old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed) {
+			if old.EstimatedCost != *in.EstimatedCost {
+				return nil, false, ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
+					old.ID, old.RunID, old.Target, old.Status, old.EstimatedCost)
+			}
+			return old, false, nil
+		}
+	}
+	n, err := tx.Bucket(bucketApprovals).NextSequence()
+	if err != nil {
+		return nil, false, err
+	}
+	a := &ica.Approval{
+		ID: fmt.Sprintf("A-%d", n), RunID: r.RunID, PipelineName: r.PipelineName, Branch: r.Branch,
+		Commit: r.Commit, ArtifactDigest: r.ArtifactDigest, RunURL: r.URL, Target: in.DeploymentTarget,
+		EstimatedCost: *in.EstimatedCost, Status: ica.ApprovalPending, RequestedBy: r.TriggeredBy,
+		Actor: actor, CreatedAt: st.now, UpdatedAt: st.now,
+		ExpiresAt: st.now.Add(s.opt.ApprovalTimeout(in.DeploymentTarget)),
+	}
+	a.FinanceRequired = s.opt.FinanceThreshold > 0 && a.EstimatedCost > s.opt.FinanceThreshold
+	for _, g := range s.opt.Gates {
+		if err := g(readTx{tx}, a); err != nil {
+			return nil, false, err
+		}
+	}
+	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
+		return nil, false, err
+	}
+	if err := putApproval(tx, nil, a); err != nil {
+		return nil, false, err
+	}
+	if err := tx.Bucket(bucketApprByRun).Put(join(prefix, timeKey(a.CreatedAt), []byte(a.ID)), nil); err != nil {
+		return nil, false, err
+	}
+	if err := s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(nil, a)); err != nil {
+		return nil, false, err
+	}
+	return a, true, nil
 }
 
 // Approval returns one approval.
@@ -233,7 +288,15 @@ func (s *Store) recordTransition(tx *bolt.Tx, st *txState, prev, n *ica.Approval
 	if err := putApproval(tx, prev, n); err != nil {
 		return err
 	}
-	return s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(prev, n))
+	msgs := s.opt.Notifier.ApprovalMessages(prev, n)
+	if n.Final() && !prev.Final() {
+		cm, err := checkMessages(tx, n)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, cm...)
+	}
+	return s.enqueue(tx, st, msgs)
 }
 
 // ExpireDue expires every open approval whose deadline is at or before now,

@@ -19,6 +19,7 @@ type CheckReport struct {
 	Checkpoints int    `json:"checkpoints"`
 	Runs        int    `json:"runs"`
 	Approvals   int    `json:"approvals"`
+	Incidents   int    `json:"incidents"`
 	// Problems lists what is wrong, the first bad ledger entry first; empty means consistent.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -84,6 +85,7 @@ func (s *Store) Check() (*CheckReport, error) {
 		})
 		s.checkRuns(tx, rep)
 		s.checkApprovals(tx, rep)
+		rep.Incidents = s.checkIncidents(tx, rep)
 		return nil
 	})
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -129,6 +130,9 @@ func (s *Store) Entry(seq uint64) (*ica.LedgerEntry, error) {
 	return e, err
 }
 
+// errStopScan ends a scan early without an error.
+var errStopScan = errors.New("stop scan")
+
 // ScanLedger calls fn for every entry with from <= seq, in order, in short
 // read transactions of pageSize entries so a long scan never holds one
 // transaction (and the file's old pages) for its whole length. fn returning
@@ -153,7 +157,9 @@ func (s *Store) ScanLedger(from uint64, fn func(e *ica.LedgerEntry) error) error
 			return err
 		}
 		for _, e := range page {
-			if err := fn(e); err != nil {
+			if err := fn(e); errors.Is(err, errStopScan) {
+				return nil
+			} else if err != nil {
 				return err
 			}
 		}

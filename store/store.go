@@ -38,10 +38,12 @@ var (
 	bucketOutbox        = []byte("outbox")
 	bucketOutboxKeys    = []byte("outbox_keys")
 	bucketOutboxDead    = []byte("outbox_dead")
+	bucketChecks        = []byte("approval_checks")
 
 	allBuckets = [][]byte{bucketMeta, bucketRuns, bucketRunByStart, bucketRunByPipeline, bucketRunByStatus,
 		bucketEvents, bucketEventIDs, bucketApprovals, bucketApprByRun, bucketApprDeadline, bucketApprByPost,
-		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketOutbox, bucketOutboxKeys, bucketOutboxDead}
+		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
+		bucketCosts, bucketCostByMonth, bucketChecks}
 
 	keyHead   = []byte("head")
 	keySchema = []byte("schema")
@@ -75,6 +77,15 @@ type Options struct {
 	// Gates are policy checks run inside the transaction that creates an
 	// approval (budget, deployment freeze); an error refuses the request.
 	Gates []ApprovalGate
+
+	// --- incidents (store/incidents.go) ---
+	// RouteAlert decides what an alert causes (page, drop, card channel);
+	// nil routes nothing: incidents are recorded, no messages are sent.
+	RouteAlert func(a *ica.Alert) AlertRoute
+	// Incidents turns incident changes into outbox messages (PagerDuty,
+	// incident cards, approval cards whose freeze warning changes).
+	Incidents IncidentNotifier
+	// --- end incidents ---
 }
 
 // ApprovalGate is a policy check on a new approval; see Options.Gates.
@@ -193,12 +204,29 @@ func (s *Store) init() (err error) {
 			return tx.Bucket(bucketMeta).Put(keySchema, []byte(schemaVersion))
 		})
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
+	// Buckets added by later versions are created on an existing ledger; the
+	// ones every ledger has from its first start must be there.
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketLedger, bucketRuns} {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("ledger file %s is corrupted: bucket %s is missing", s.path, b)
 			}
 		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("upgrade ledger %s: %w", s.path, err)
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != schemaVersion {
 			return fmt.Errorf("ledger file %s has schema %q; this ica understands %q", s.path, v, schemaVersion)
 		}

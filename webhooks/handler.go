@@ -35,7 +35,12 @@ type ReadinessCheck func(ctx context.Context) error
 
 // Deps are the Handler's collaborators.
 type Deps struct {
-	Ledger     Ledger
+	Ledger Ledger
+	Costs  CostLedger  // optional: cost actuals and the budget
+	Checks CheckLedger // optional: Azure Pipelines checks in callback mode
+	// CheckHosts, when set, refuses check callbacks to hosts that are not
+	// Azure DevOps (the job token must not be sent anywhere else).
+	CheckHosts func(planURL string) error
 	Pipelines  Authenticator // pipeline bearer tokens (and JWTs)
 	BreakGlass Authenticator // break-glass tokens for bypass
 	Limiter    *RateLimiter
@@ -117,6 +122,13 @@ func (h *Handler) Register(r *mux.Router) {
 	r.Handle("/api/v1/runs/{run_id}/approvals/latest", h.Route(p, h.handleLatestApproval)).Methods(http.MethodGet)
 	r.Handle("/api/v1/approvals", h.Route(p, h.handleRequestApproval)).Methods(http.MethodPost)
 	r.Handle("/api/v1/approvals/{approval_id}", h.Route(p, h.handleGetApproval)).Methods(http.MethodGet)
+	if h.Costs != nil {
+		r.Handle("/api/v1/costs", h.Route(p, h.handleRecordCost)).Methods(http.MethodPost)
+		r.Handle("/api/v1/budget", h.Route(p, h.handleBudget)).Methods(http.MethodGet)
+	}
+	if h.Checks != nil {
+		r.Handle("/api/v1/ado/checks", h.Route(p, h.handleCheck)).Methods(http.MethodPost)
+	}
 	if h.BreakGlass != nil {
 		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.Route(h.BreakGlass, h.handleBypass)).Methods(http.MethodPost)
 	}

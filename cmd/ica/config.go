@@ -11,6 +11,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/alerts"
+	"github.com/ica-governance/ica/freeze"
 	"github.com/ica-governance/ica/webhooks"
 )
 
@@ -69,7 +72,25 @@ type Config struct {
 
 	Alerts struct {
 		Token string `yaml:"token"`
+		// --- incidents ---
+		// Routing decides paging and the card channel per severity (alerts.RoutingConfig).
+		Routing alerts.RoutingConfig `yaml:"routing"`
+		// OnCallUsers and OnCallChannel may acknowledge and resolve from the
+		// card (ICA_ONCALL_USERS, ICA_ONCALL_CHANNEL); neither: the members of
+		// the card's channel.
+		OnCallUsers   []string `yaml:"oncall_users"`
+		OnCallChannel string   `yaml:"oncall_channel"`
+		// IncidentCommanders (Mattermost usernames) may override a deployment
+		// freeze from the card (ICA_INCIDENT_COMMANDERS); CommanderTokens from
+		// the API (ICA_INCIDENT_COMMANDER_TOKENS), as may break-glass tokens.
+		IncidentCommanders []string `yaml:"incident_commanders"`
+		CommanderTokens    []Token  `yaml:"incident_commander_tokens"`
+		// --- end incidents ---
 	} `yaml:"alerts"`
+
+	// Freeze maps deployment targets to Azure resource groups and
+	// subscriptions: an open Sev0/Sev1 incident there freezes the target.
+	Freeze freeze.Config `yaml:"freeze"`
 
 	PagerDuty struct {
 		RoutingKey string `yaml:"routing_key"`
@@ -87,6 +108,16 @@ type Config struct {
 		AccountURL       string `yaml:"account_url"`
 		Container        string `yaml:"container"`
 	} `yaml:"blob"`
+
+	// ADOHosts are the Azure DevOps hosts a check callback may be posted to (ICA_ADO_HOSTS).
+	ADOHosts []string `yaml:"ado_hosts"`
+
+	// Cost is the Azure Cost Management sync (ICA_COST_SCOPES, ICA_COST_SYNC_INTERVAL).
+	Cost struct {
+		Scopes   []string      `yaml:"scopes"`
+		Interval time.Duration `yaml:"interval"`
+		Endpoint string        `yaml:"endpoint"`
+	} `yaml:"cost"`
 
 	Entra struct {
 		TenantID      string   `yaml:"tenant_id"`
@@ -108,6 +139,8 @@ func defaultConfig() *Config {
 	c.Mattermost.IncidentChannel = "incidents"
 	c.Mattermost.FinanceChannel = "finance"
 	c.Blob.Container = "ica-exports"
+	c.ADOHosts = []string{"dev.azure.com", "*.visualstudio.com"}
+	c.Cost.Interval = 6 * time.Hour
 	return c
 }
 
@@ -156,6 +189,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_FINANCE_CHANNEL", &c.Mattermost.FinanceChannel)
 	list("ICA_SLASH_TOKENS", &c.Mattermost.SlashTokens)
 	str("ICA_ALERT_TOKEN", &c.Alerts.Token)
+	list("ICA_INCIDENT_COMMANDERS", &c.Alerts.IncidentCommanders)
+	list("ICA_ONCALL_USERS", &c.Alerts.OnCallUsers)
+	str("ICA_ONCALL_CHANNEL", &c.Alerts.OnCallChannel)
 	str("ICA_PAGERDUTY_ROUTING_KEY", &c.PagerDuty.RoutingKey)
 	str("ICA_PAGERDUTY_URL", &c.PagerDuty.URL)
 	str("ICA_BLOB_CONNECTION_STRING", &c.Blob.ConnectionString)
@@ -164,8 +200,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_ENTRA_TENANT_ID", &c.Entra.TenantID)
 	list("ICA_ENTRA_AUDIENCES", &c.Entra.Audiences)
 	list("ICA_FINANCE_APPROVERS", &c.Approval.FinanceApprovers)
+	list("ICA_ADO_HOSTS", &c.ADOHosts)
+	list("ICA_COST_SCOPES", &c.Cost.Scopes)
+	str("ICA_COST_ENDPOINT", &c.Cost.Endpoint)
+	list("ICA_ENTRA_ALLOWED_APP_IDS", &c.Entra.AllowedAppIDs)
+	list("ICA_ENTRA_ALLOWED_OBJECT_IDS", &c.Entra.AllowedOIDs)
+	list("ICA_ENTRA_ALLOWED_ROLES", &c.Entra.AllowedRoles)
 	for env, dst := range map[string]*[]Token{"ICA_PIPELINE_TOKENS": &c.PipelineTokens,
-		"ICA_BREAKGLASS_TOKENS": &c.BreakGlassTokens, "ICA_ADMIN_TOKENS": &c.AdminTokens} {
+		"ICA_BREAKGLASS_TOKENS": &c.BreakGlassTokens, "ICA_ADMIN_TOKENS": &c.AdminTokens,
+		"ICA_INCIDENT_COMMANDER_TOKENS": &c.Alerts.CommanderTokens} {
 		if v := getenv(env); v != "" {
 			toks, err := parseTokenList(env, v)
 			if err != nil {
@@ -202,7 +245,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	for env, dst := range map[string]*time.Duration{"ICA_APPROVAL_TIMEOUT": &c.Approval.Timeout,
-		"ICA_REMINDER_BEFORE": &c.Approval.ReminderBefore} {
+		"ICA_COST_SYNC_INTERVAL": &c.Cost.Interval,
+		"ICA_REMINDER_BEFORE":    &c.Approval.ReminderBefore} {
 		if v := getenv(env); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -287,6 +331,12 @@ func (c *Config) validate() error {
 	}
 	if c.Mattermost.URL != "" && c.Mattermost.Token == "" {
 		return fmt.Errorf("mattermost.url is set but the bot token (ICA_MATTERMOST_TOKEN) is not")
+	}
+	if err := c.Alerts.Routing.Validate(); err != nil {
+		return fmt.Errorf("alerts.routing: %s", ica.ErrorMessage(err))
+	}
+	if err := c.Freeze.Validate(); err != nil {
+		return fmt.Errorf("freeze: %s", ica.ErrorMessage(err))
 	}
 	for t := range c.Approval.Targets {
 		if t != "staging" && t != "production" {

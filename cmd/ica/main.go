@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ica-governance/ica/pipelines"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -31,6 +33,10 @@ Usage:
   ica backup FILE [--data-dir DIR]   hot, consistent copy of the ledger (also while serving)
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
   ica version                        print the version
+
+Pipeline client (in Azure Pipelines steps; ICA_URL and ICA_TOKEN or a managed identity):
+  ica run start|event|finish         record the run (reads the predefined variables)
+  ica approval request|wait          ask for approval, wait for the decision
 
 Every setting can come from the environment (ICA_…); see ica config example.
 `
@@ -55,6 +61,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	case "check":
 		return cmdCheck(ctx, rest, getenv, stdout, stderr)
+	case "run", "approval":
+		// The pipeline client: what Azure Pipelines steps run.
+		return pipelines.Main(ctx, args[1:], getenv, stdout, stderr)
 	case "backup":
 		err = cmdBackup(ctx, rest, getenv, stdout, stderr)
 	case "token":

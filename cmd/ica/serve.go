@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/alerts"
 	"github.com/ica-governance/ica/bot"
+	"github.com/ica-governance/ica/cost"
+	"github.com/ica-governance/ica/freeze"
 	"github.com/ica-governance/ica/outbox"
+	icapipelines "github.com/ica-governance/ica/pipelines"
 	"github.com/ica-governance/ica/scheduler"
 	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
@@ -81,6 +88,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		notifier = bot.Notifier{}
 	}
 
+	// Alerts and incidents: routing, paging, cards, deployment freeze.
+	fz := freeze.New(cfg.Freeze)
+	pdEnabled := cfg.PagerDuty.RoutingKey != ""
+	incNotifier := incidentNotifier{mm: mmEnabled, pd: pdEnabled, freeze: fz, publicURL: strings.TrimRight(cfg.PublicURL, "/")}
+
 	var disp *outbox.Dispatcher
 	var sched *scheduler.Scheduler
 	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
@@ -89,6 +101,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		FinanceThreshold: cfg.Budget.FinanceThreshold,
 		OnEnqueue:        func() { disp.Notify(); sched.Notify() },
 		ObserveCommit:    func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
+		Gates:            []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
+		RouteAlert:       alertRouter(&cfg.Alerts.Routing, pdEnabled),
+		Incidents:        incNotifier,
 	})
 	if err != nil {
 		return err
@@ -102,6 +117,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	disp = outbox.New(st, clock, log, outbox.Policy{}, func(dest, outcome string, _ time.Duration) {
 		deliveries.WithLabelValues(dest, outcome).Inc()
 	})
+	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
 
 	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
 	if err != nil {
@@ -111,12 +127,18 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if len(pipelineTokens) == 0 {
 		log.Warn("no pipeline tokens configured: the pipeline API refuses every request (set ICA_PIPELINE_TOKENS)")
 	}
-	pipelines, err := webhooks.NewStaticTokens(pipelineTokens, nil)
+	jwt, err := entraValidator(cfg, clock)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	deps := webhooks.Deps{Ledger: st, Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
+	pipelines, err := webhooks.NewStaticTokens(pipelineTokens, jwt)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold}
+	deps := webhooks.Deps{Ledger: st, Costs: costs, Checks: st, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
 	if bg, err := hashedTokens("break-glass token", cfg.BreakGlassTokens); err != nil {
 		st.Close()
@@ -133,6 +155,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		deps.Degraded["mattermost"] = func(context.Context) error { return errors.New("not configured") }
 	} else {
 		mm = bot.New(botConfig(cfg, actionSecret), bot.NewClient(cfg.Mattermost.URL, cfg.Mattermost.Token, nil), st, clock, log)
+		mm.SetBudget(costs)
+		mm.EnableIncidents(bot.IncidentConfig{Channel: cfg.Mattermost.IncidentChannel,
+			OnCall:     bot.StepPolicy{Usernames: cfg.Alerts.OnCallUsers, Channel: cfg.Alerts.OnCallChannel},
+			Commanders: cfg.Alerts.IncidentCommanders}, st, freezeInfo{policy: fz, st: st})
 		disp.Register(bot.Destination, mm)
 		deps.Degraded["mattermost"] = mm.Ready
 	}
@@ -145,8 +171,21 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cfg.PagerDuty.RoutingKey == "" {
 		log.Warn("PagerDuty delivery disabled: ICA_PAGERDUTY_ROUTING_KEY is not set")
 		deps.Degraded["pagerduty"] = func(context.Context) error { return errors.New("not configured") }
+	} else {
+		pd, err := alerts.NewPagerDutyDeliverer(alerts.PagerDutyConfig{URL: cfg.PagerDuty.URL, RoutingKey: cfg.PagerDuty.RoutingKey, Clock: clock})
+		if err != nil {
+			st.Close()
+			return fmt.Errorf("pagerduty: %s", ica.ErrorMessage(err))
+		}
+		disp.Register(alerts.DestinationPagerDuty, pd)
 	}
 	h := webhooks.NewHandler(deps)
+	alertDeps, err := alertWiring(cfg, deps, mm, fz, st, jwt)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	h.RegisterAlerts(alertDeps)
 	h.Router().Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	if mm != nil {
 		// Mattermost signs nothing: these authenticate by the signed context and state.
@@ -179,6 +218,16 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	bgCtx, cancelBG := context.WithCancel(ctx)
+	var syncer *cost.Syncer
+	if len(cfg.Cost.Scopes) > 0 {
+		if syncer, err = newCostSyncer(cfg, st, clock, log); err != nil {
+			cancelBG()
+			srv.Close()
+			st.Close()
+			return err
+		}
+		syncer.Start(bgCtx)
+	}
 	disp.Start(bgCtx)
 	sched.Start(bgCtx)
 	if mm != nil {
@@ -207,6 +256,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cancelBG()
 	sched.Stop()
+	if syncer != nil {
+		syncer.Stop()
+	}
 	if mm != nil {
 		mm.Stop()
 	}
@@ -260,6 +312,7 @@ func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *sl
 // botConfig maps the configuration onto the bot's policy.
 func botConfig(cfg *Config, secret []byte) bot.Config {
 	bc := bot.Config{PublicURL: cfg.PublicURL, Team: cfg.Mattermost.Team, DefaultChannel: cfg.Mattermost.ApprovalChannel,
+		FinanceChannel:   cfg.Mattermost.FinanceChannel,
 		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{}}
 	for _, t := range []string{ica.TargetStaging, ica.TargetProduction} {
 		p := cfg.target(t)
@@ -268,4 +321,175 @@ func botConfig(cfg *Config, secret []byte) bot.Config {
 			Business:  bot.StepPolicy{Usernames: p.BusinessApprovers, Channel: p.BusinessChannel}}
 	}
 	return bc
+}
+
+// budgetSource gives the month's budget figures with the configured budget.
+type budgetSource struct {
+	st                 *store.Store
+	monthly, threshold float64
+}
+
+func (b budgetSource) Budget(ctx context.Context) (*ica.Budget, error) {
+	return b.st.Budget(ctx, b.monthly, b.threshold)
+}
+
+func (b budgetSource) RecordCost(ctx context.Context, in *ica.CostInput, actor string) (*ica.CostEntry, bool, error) {
+	return b.st.RecordCost(ctx, in, actor)
+}
+
+// --- alerts and incidents wiring ---
+
+// alertRouter adapts the YAML routing to the store: paging only when
+// PagerDuty is configured, so nothing waits in the outbox for a deliverer
+// that does not exist.
+func alertRouter(rc *alerts.RoutingConfig, pdEnabled bool) func(a *ica.Alert) store.AlertRoute {
+	return func(a *ica.Alert) store.AlertRoute {
+		r := rc.Route(a)
+		return store.AlertRoute{Page: r.PagerDuty && pdEnabled, Drop: r.Drop, Channel: r.Channel, Quiet: r.Quiet}
+	}
+}
+
+// freezeGate is the deployment freeze as an approval gate.
+func freezeGate(p *freeze.Policy) store.ApprovalGate {
+	return func(tx store.ReadTx, a *ica.Approval) error {
+		if !p.Enabled() {
+			return nil
+		}
+		v, ok := tx.(store.IncidentReadTx)
+		if !ok {
+			return ica.Errorf(ica.EINTERNAL, "the freeze gate cannot read incidents")
+		}
+		return p.Check(v, a)
+	}
+}
+
+// freezeInfo gives the bot the freeze lines of its cards.
+type freezeInfo struct {
+	policy *freeze.Policy
+	st     *store.Store
+}
+
+func (f freezeInfo) ApprovalWarning(a *ica.Approval) string { return f.policy.Warning(f.st, a) }
+
+func (f freezeInfo) IncidentFreezes(inc *ica.Incident) []string {
+	if !f.policy.Severe(inc) {
+		return nil
+	}
+	return f.policy.Targets(inc)
+}
+
+// incidentNotifier composes the outbox messages of an incident change: the
+// Mattermost card, the PagerDuty event (trigger on fire, acknowledge and
+// resolve from the card, resolve when Azure resolves), and a card.update of
+// every pending approval whose target's freeze starts or ends.
+type incidentNotifier struct {
+	mm, pd    bool
+	freeze    *freeze.Policy
+	publicURL string
+}
+
+func (n incidentNotifier) IncidentMessages(tx store.ReadTx, c *store.IncidentChange) ([]*ica.OutboxMessage, error) {
+	var out []*ica.OutboxMessage
+	if n.mm {
+		out = append(out, bot.IncidentCardMessages(c.Cause, c.Next, c.Route.Channel, c.Route.Quiet)...)
+	}
+	if n.pd && c.Next.Paged {
+		var ev *alerts.PagerDutyEvent
+		switch c.Cause {
+		case store.AlertOpened, store.AlertReopened:
+			cardURL := ""
+			if n.mm && n.publicURL != "" {
+				cardURL = n.publicURL + "/incidents/" + c.Next.ID + "/card"
+			}
+			e := alerts.TriggerEvent("", c.Alert, cardURL)
+			ev = &e
+		case store.CauseAcknowledged:
+			e := alerts.AcknowledgeEvent("", c.Next.PagerDutyKey)
+			ev = &e
+		case store.AlertResolved, store.CauseResolvedByUser:
+			e := alerts.ResolveEvent("", c.Next.PagerDutyKey)
+			ev = &e
+		}
+		if ev != nil {
+			m, err := alerts.NewEventMessage(*ev, strconv.Itoa(c.Next.Version))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	if n.mm && n.freeze.Enabled() {
+		was := c.Prev != nil && n.freeze.Severe(c.Prev) && !c.PrevOverridden
+		now := n.freeze.Severe(c.Next) && !c.Overridden
+		if was != now {
+			targets := n.freeze.Targets(c.Next)
+			err := tx.PendingApprovals(func(a *ica.Approval) error {
+				if slices.Contains(targets, a.Target) {
+					out = append(out, bot.ApprovalCardUpdate(a.ID, fmt.Sprintf("%s:card:freeze:%s:v%d:f%d:%t", a.ID, c.Next.ID, c.Next.Version, c.Next.Fired, now)))
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// alertWiring builds the alert endpoints' dependencies.
+// jwt (may be nil) validates Secure Webhook tokens (entra.go).
+func alertWiring(cfg *Config, deps webhooks.Deps, mm *bot.Bot, fz *freeze.Policy, st *store.Store, jwt webhooks.TokenValidator) (webhooks.AlertDeps, error) {
+	d := webhooks.AlertDeps{Ledger: st, Parse: alerts.Parse, Auth: webhooks.NewAlertAuth(cfg.Alerts.Token, jwt),
+		FreezeTargets: func(inc *ica.Incident) []string {
+			if !fz.Severe(inc) {
+				return nil
+			}
+			return fz.Targets(inc)
+		}}
+	ic, err := hashedTokens("incident commander token", cfg.Alerts.CommanderTokens)
+	if err != nil {
+		return d, err
+	}
+	commanders := webhooks.AnyOf{}
+	if deps.BreakGlass != nil {
+		commanders = append(commanders, deps.BreakGlass)
+	}
+	if len(ic) > 0 {
+		a, err := webhooks.NewStaticTokens(ic, nil)
+		if err != nil {
+			return d, err
+		}
+		commanders = append(commanders, a)
+	}
+	if len(commanders) > 0 {
+		d.Commanders = commanders
+	}
+	if mm != nil {
+		d.CardLink = mm.IncidentCardLink
+	}
+	return d, nil
+}
+
+// costSink stores synced daily costs, one entry per scope, day and resource type.
+type costSink struct{ st *store.Store }
+
+func (c costSink) UpsertDailyCosts(ctx context.Context, scope string, costs []cost.DailyCost, syncedAt time.Time) error {
+	entries := make([]*ica.CostEntry, 0, len(costs))
+	for _, d := range costs {
+		day := d.Date.UTC().Format(time.DateOnly)
+		entries = append(entries, &ica.CostEntry{Key: "cm:" + scope + ":" + day + ":" + d.ResourceType,
+			ResourceType: d.ResourceType, CostUSD: d.CostUSD, BillingPeriod: day, Source: "cost-management", Scope: scope})
+	}
+	_, err := c.st.UpsertCosts(ctx, entries, "cost-management")
+	return err
+}
+
+func newCostSyncer(cfg *Config, st *store.Store, clock ica.Clock, log *slog.Logger) (*cost.Syncer, error) {
+	cc := cost.Config{Scopes: cfg.Cost.Scopes, Endpoint: cfg.Cost.Endpoint, Interval: cfg.Cost.Interval}
+	client, err := cost.NewClient(cc, nil, clock)
+	if err != nil {
+		return nil, fmt.Errorf("cost sync: %w", err)
+	}
+	return cost.NewSyncer(client, costSink{st}, cc, clock, log)
 }
