@@ -232,6 +232,25 @@ func ProcStatusBytes(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
+// ProcIOWriteBytes returns write_bytes of /proc/<pid>/io: bytes this
+// process caused to be sent to the storage layer (pid 0 means this process).
+func ProcIOWriteBytes(pid int) (int64, error) {
+	p := "/proc/self/io"
+	if pid != 0 {
+		p = fmt.Sprintf("/proc/%d/io", pid)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no write_bytes", p)
+}
+
 // Check runs `ica check --data-dir dir` and returns its output; ok is false
 // when it reports a problem or fails.
 func Check(ctx context.Context, bin, dir string) (out string, ok bool) {

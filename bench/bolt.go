@@ -17,6 +17,9 @@ type BoltResult struct {
 	Duration time.Duration // length of the window
 	Errors   int64
 	Latency  []time.Duration // sorted, per Batch call inside the window
+	// DiskBytes is what the whole run (warm-up included) wrote to storage,
+	// and AllWrites the writes it committed, for bytes per write.
+	DiskBytes, AllWrites int64
 }
 
 // PerSec is the committed write rate.
@@ -43,8 +46,9 @@ func BoltBatch(path string, clients, valueSize int, warmup, d time.Duration) (Bo
 	value := make([]byte, valueSize)
 	_, _ = rand.Read(value)
 
+	io0, _ := ProcIOWriteBytes(0)
 	w := NewWindow(warmup, d)
-	var writes, errs atomic.Int64
+	var writes, errs, all atomic.Int64
 	var lat Latencies
 	var wg sync.WaitGroup
 	for range clients {
@@ -73,6 +77,7 @@ func BoltBatch(path string, clients, valueSize int, warmup, d time.Duration) (Bo
 					errs.Add(1)
 					continue
 				}
+				all.Add(1)
 				if w.Contains(begin, end) {
 					writes.Add(1)
 					sh.Add(end.Sub(begin))
@@ -81,5 +86,7 @@ func BoltBatch(path string, clients, valueSize int, warmup, d time.Duration) (Bo
 		}()
 	}
 	wg.Wait()
-	return BoltResult{Writes: writes.Load(), Duration: w.Duration(), Errors: errs.Load(), Latency: lat.Sorted()}, nil
+	io1, _ := ProcIOWriteBytes(0)
+	return BoltResult{Writes: writes.Load(), Duration: w.Duration(), Errors: errs.Load(), Latency: lat.Sorted(),
+		DiskBytes: io1 - io0, AllWrites: all.Load()}, nil
 }

@@ -149,7 +149,9 @@ func (b *Bot) resolve(ctx context.Context) error {
 		return err
 	}
 	channels := map[string]string{}
-	want := []string{b.cfg.DefaultChannel, b.cfg.FinanceChannel}
+	// The approval channels are required; others (finance, incidents) are
+	// looked up when first used, so a missing one does not stop approvals.
+	want := []string{b.cfg.DefaultChannel}
 	for _, p := range b.cfg.Targets {
 		want = append(want, p.Channel, p.Technical.Channel, p.Business.Channel)
 	}

@@ -234,16 +234,16 @@ func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 }
 
 func (b *Bot) announce(ctx context.Context, a *ica.Approval, p cardPayload, channel string) (bool, error) {
-	chID := b.channelID(channel)
-	if chID == "" {
-		return false, fmt.Errorf("channel %q is unknown", channel)
+	chID, retry, err := b.lookupChannel(ctx, channel)
+	if err != nil {
+		return retry, err
 	}
 	text := p.Text
 	if a.Card.PostID != "" {
 		text += "\n" + b.permalink(a.Card.PostID)
 	}
 	post := &model.Post{ChannelId: chID, Message: text, RootId: ""}
-	_, retry, err := call(ctx, "announce", func(ctx context.Context) (*model.Post, *model.Response, error) {
+	_, retry, err = call(ctx, "announce", func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return b.client.API().CreatePost(ctx, post)
 	})
 	return retry, err

@@ -218,7 +218,7 @@ func (b *Bot) patchIncidentCard(ctx context.Context, inc *ica.Incident) (bool, e
 // lookupChannel finds a channel of the team by name, remembering it.
 func (b *Bot) lookupChannel(ctx context.Context, name string) (string, bool, error) {
 	if name == "" {
-		return "", false, errors.New("no incident channel is configured (ICA_INCIDENT_CHANNEL)")
+		return "", false, errors.New("no channel is configured for this message (ICA_INCIDENT_CHANNEL / ICA_FINANCE_CHANNEL)")
 	}
 	if id := b.channelID(name); id != "" {
 		return id, false, nil

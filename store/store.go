@@ -333,3 +333,6 @@ func VerifyBackup(path string) error {
 		return nil
 	})
 }
+
+// Now returns the store's clock reading.
+func (s *Store) Now() time.Time { return s.clock.Now() }

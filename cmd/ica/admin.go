@@ -24,8 +24,9 @@ import (
 // the data directory (its file mode is the authentication) and, for admin
 // tokens, over HTTP.
 type adminHandler struct {
-	store *store.Store
-	log   *slog.Logger
+	store    *store.Store
+	exporter ledgerExporter
+	log      *slog.Logger
 }
 
 // backup handles "GET /backup" and "GET /api/v1/admin/backup".
@@ -73,6 +74,7 @@ func (a *adminHandler) listen(path string) (*http.Server, error) {
 	}
 	mux.HandleFunc("GET /backup", wrap(a.backup))
 	mux.HandleFunc("GET /check", wrap(a.check))
+	mux.HandleFunc("GET /export", wrap(a.export))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil

@@ -68,6 +68,10 @@ type Config struct {
 		IncidentChannel string   `yaml:"incident_channel"`
 		FinanceChannel  string   `yaml:"finance_channel"`
 		SlashTokens     []string `yaml:"slash_tokens"`
+		// ExportUsers and ExportChannels say who may run /ica export (both
+		// empty: everyone in the team) (ICA_EXPORT_USERS, ICA_EXPORT_CHANNELS).
+		ExportUsers    []string `yaml:"export_users"`
+		ExportChannels []string `yaml:"export_channels"`
 	} `yaml:"mattermost"`
 
 	Alerts struct {
@@ -188,6 +192,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_INCIDENT_CHANNEL", &c.Mattermost.IncidentChannel)
 	str("ICA_FINANCE_CHANNEL", &c.Mattermost.FinanceChannel)
 	list("ICA_SLASH_TOKENS", &c.Mattermost.SlashTokens)
+	list("ICA_EXPORT_USERS", &c.Mattermost.ExportUsers)
+	list("ICA_EXPORT_CHANNELS", &c.Mattermost.ExportChannels)
 	str("ICA_ALERT_TOKEN", &c.Alerts.Token)
 	list("ICA_INCIDENT_COMMANDERS", &c.Alerts.IncidentCommanders)
 	list("ICA_ONCALL_USERS", &c.Alerts.OnCallUsers)

@@ -31,6 +31,9 @@ Usage:
   ica config example                 print a complete, commented configuration
   ica check [--data-dir DIR]         verify the whole hash chain and the indexes
   ica backup FILE [--data-dir DIR]   hot, consistent copy of the ledger (also while serving)
+  ica export --out FILE [--from D] [--to D] [--format csv|json|pdf] [--pipeline P]
+                                     signed audit export (works while serving)
+  ica verify FILE [--public-key HEX] check an export offline; names the first bad record
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
   ica version                        print the version
 
@@ -61,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	case "check":
 		return cmdCheck(ctx, rest, getenv, stdout, stderr)
+	case "export":
+		err = cmdExport(ctx, rest, getenv, stdout, stderr)
+	case "verify":
+		return cmdVerify(rest, getenv, stdout, stderr)
 	case "run", "approval":
 		// The pipeline client: what Azure Pipelines steps run.
 		return pipelines.Main(ctx, args[1:], getenv, stdout, stderr)

@@ -22,12 +22,14 @@ import (
 
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/alerts"
+	"github.com/ica-governance/ica/archive"
 	"github.com/ica-governance/ica/bot"
 	"github.com/ica-governance/ica/cost"
 	"github.com/ica-governance/ica/freeze"
 	"github.com/ica-governance/ica/outbox"
 	icapipelines "github.com/ica-governance/ica/pipelines"
 	"github.com/ica-governance/ica/scheduler"
+	"github.com/ica-governance/ica/slashcmds"
 	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
 )
@@ -192,7 +194,32 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
 		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
 	}
-	admin := &adminHandler{store: st, log: log}
+	var slash *slashcmds.Handler
+	if mm != nil {
+		var arch slashcmds.Archiver
+		if cfg.Blob.ConnectionString != "" || cfg.Blob.AccountURL != "" {
+			a, err := archive.New(archive.Config{ConnectionString: cfg.Blob.ConnectionString, AccountURL: cfg.Blob.AccountURL,
+				Container: cfg.Blob.Container}, nil)
+			if err != nil {
+				st.Close()
+				return fmt.Errorf("export archive: %w", err)
+			}
+			arch = a
+			deps.Degraded["archive"] = a.Ping
+		} else {
+			log.Warn("export archive disabled: neither ICA_BLOB_CONNECTION_STRING nor ICA_BLOB_ACCOUNT_URL is set")
+		}
+		if len(cfg.Mattermost.SlashTokens) == 0 {
+			log.Warn("the /ica command is not configured: ICA_SLASH_TOKENS is empty, so every /ica call is refused")
+		}
+		slash = slashcmds.New(slashcmds.Deps{Tokens: cfg.Mattermost.SlashTokens,
+			Queries:  slashQueries{st: st, budget: costs},
+			Exporter: ledgerExporter{st: st, key: key, clock: clock}, Poster: mm, Archiver: arch,
+			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
+			MattermostURL: cfg.Mattermost.URL, Clock: clock, Log: log})
+		h.Router().Handle("/mattermost/slash", h.Route(nil, slash.HandleSlash)).Methods(http.MethodPost)
+	}
+	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
 		st.Close()
 		return err
@@ -253,6 +280,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if sock != nil {
 		sock.Shutdown(shutdownCtx)
+	}
+	if slash != nil {
+		if e := slash.Close(shutdownCtx); e != nil {
+			log.Warn("exports still running at shutdown were cancelled", "err", e)
+		}
 	}
 	cancelBG()
 	sched.Stop()

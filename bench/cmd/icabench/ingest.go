@@ -31,6 +31,7 @@ type ingestConfig struct {
 	reps      int
 	valueSize int
 	eventIDs  bool
+	runIDs    string
 	dir       string
 	keep      bool
 	repo      string
@@ -59,6 +60,7 @@ type ingestRep struct {
 	// Where the memory is, read at the end of the window: anonymous
 	// (Go heap, stacks) versus file-backed (bbolt's mmap of the ledger).
 	rssAnon, rssFile, goSys, ledgerSize int64
+	diskBytes                           int64 // written to storage by the server, whole repetition
 }
 
 func (r ingestRep) perSec() float64       { return float64(r.total) / r.window.Seconds() }
@@ -75,6 +77,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&c.reps, "reps", 3, "repetitions of each measurement; figures are medians")
 	fs.IntVar(&c.valueSize, "value-size", 600, "bytes per raw bbolt baseline write")
 	fs.BoolVar(&c.eventIDs, "event-ids", true, "send an event_id with every event (as retrying pipelines do)")
+	fs.StringVar(&c.runIDs, "run-ids", "buildid", `run ids: "buildid" (one increasing integer for all clients, as Azure's Build.BuildId) or "spread" (bench-<client>-<n>: concurrent runs far apart in key order, a worst case for page writes)`)
 	fs.StringVar(&c.dir, "dir", "", "parent of the temporary ledger and baseline file (default: the system temp dir)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory")
 	fs.StringVar(&c.repo, "repo", "", "ICA repository to build (default: found from the working directory)")
@@ -83,6 +86,10 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if c.runIDs != "buildid" && c.runIDs != "spread" {
+		fmt.Fprintln(stderr, `icabench ingest: -run-ids must be "buildid" or "spread"`)
 		return 2
 	}
 	if c.clients < 1 || c.reps < 1 || c.events < 0 || c.duration <= 0 || c.warmup < 0 {
@@ -121,8 +128,8 @@ func ingest(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (int,
 			return 0, err
 		}
 	}
-	fmt.Fprintf(stdout, "ingest: %d clients, runs of start + %d events + finish, %s measured after %s warm-up, %d repetitions\n",
-		c.clients, c.events, c.duration, c.warmup, c.reps)
+	fmt.Fprintf(stdout, "ingest: %d clients, runs of start + %d events + finish, %s measured after %s warm-up, %d repetitions, run ids %s\n",
+		c.clients, c.events, c.duration, c.warmup, c.reps, c.runIDs)
 	fmt.Fprintf(stdout, "machine: %d CPUs (GOMAXPROCS %d), %s; temp dir %s (%s)\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), root, fsInfo(root))
 
@@ -155,6 +162,8 @@ func ingest(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (int,
 					100*r.serverUnder25, 100*r.commitsUnder8, 100*r.commitsUnder16)
 				fmt.Fprintf(stdout, "           memory at end: RssAnon %.1f MB, RssFile %.1f MB (ledger file %.1f MB, mmapped), Go runtime sys %.1f MB\n",
 					bench.MB(r.rssAnon), bench.MB(r.rssFile), bench.MB(r.ledgerSize), bench.MB(r.goSys))
+				fmt.Fprintf(stdout, "           disk: %.0f MB written, %.0f KB per commit, %.0f B per ledger entry\n",
+					bench.MB(r.diskBytes), safeDiv(float64(r.diskBytes), r.commits)/1024, safeDiv(float64(r.diskBytes), r.ledgerEntries))
 				if r.firstErr != "" {
 					fmt.Fprintf(stdout, "           first error: %s\n", r.firstErr)
 				}
@@ -166,9 +175,10 @@ func ingest(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (int,
 				}
 				os.Remove(path)
 				boltReps = append(boltReps, r)
-				fmt.Fprintf(stdout, "rep %d bolt: %7.0f writes/s (%d Batch writes of %d B in %s), p50 %.2f ms, p99 %.2f ms, errors %d\n",
+				fmt.Fprintf(stdout, "rep %d bolt: %7.0f writes/s (%d Batch writes of %d B in %s), p50 %.2f ms, p99 %.2f ms, errors %d; disk %.0f MB written, %.0f B per write\n",
 					i+1, r.PerSec(), r.Writes, c.valueSize, r.Duration,
-					bench.Ms(bench.Percentile(r.Latency, 50)), bench.Ms(bench.Percentile(r.Latency, 99)), r.Errors)
+					bench.Ms(bench.Percentile(r.Latency, 50)), bench.Ms(bench.Percentile(r.Latency, 99)), r.Errors,
+					bench.MB(r.DiskBytes), safeDiv(float64(r.DiskBytes), float64(r.AllWrites)))
 			}
 		}
 	}
@@ -259,7 +269,7 @@ func ingestICA(ctx context.Context, c ingestConfig, bin, dataDir string, rep int
 
 	w := bench.NewWindow(c.warmup, c.duration)
 	var all, evl bench.Latencies
-	var total, events, runs, errs atomic.Int64
+	var total, events, runs, errs, buildID atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for id := range c.clients {
@@ -306,7 +316,10 @@ func ingestICA(ctx context.Context, c ingestConfig, bin, dataDir string, rep int
 				return true
 			}
 			for n := 0; w.Open(time.Now()) && ctx.Err() == nil; n++ {
-				runID := fmt.Sprintf("bench-%d-%d-%d", rep, id, n)
+				runID := strconv.FormatInt(1_000_000+buildID.Add(1), 10)
+				if c.runIDs == "spread" {
+					runID = fmt.Sprintf("bench-%d-%d-%d", rep, id, n)
+				}
 				if !post("/api/v1/runs", startBody(runID, id, n), http.StatusCreated, false) {
 					continue
 				}
@@ -341,6 +354,7 @@ func ingestICA(ctx context.Context, c ingestConfig, bin, dataDir string, rep int
 	if r.peakRSS, err = srv.PeakRSS(); err != nil {
 		return r, err
 	}
+	r.diskBytes, _ = bench.ProcIOWriteBytes(srv.PID())
 	r.rssAnon, _ = bench.ProcStatusBytes(srv.PID(), "RssAnon")
 	r.rssFile, _ = bench.ProcStatusBytes(srv.PID(), "RssFile")
 	if fi, err := os.Stat(filepath.Join(dataDir, "ica.db")); err == nil {

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/export"
+	"github.com/ica-governance/ica/slashcmds"
+	"github.com/ica-governance/ica/store"
+)
+
+// parsePeriod reads --from/--to dates (to inclusive) into [from, to+1day);
+// the default is the current month in UTC.
+func parsePeriod(from, to string, now time.Time) (time.Time, time.Time, error) {
+	f, t := ica.MonthStart(now), ica.MonthStart(now).AddDate(0, 1, 0)
+	var err error
+	if from != "" {
+		if f, err = ica.ParseDay(from); err != nil {
+			return f, t, fmt.Errorf("--from %q is not a date YYYY-MM-DD", from)
+		}
+	}
+	if to != "" {
+		d, err := ica.ParseDay(to)
+		if err != nil {
+			return f, t, fmt.Errorf("--to %q is not a date YYYY-MM-DD", to)
+		}
+		t = d.AddDate(0, 0, 1)
+	}
+	if !t.After(f) {
+		return f, t, errors.New("--to is before --from")
+	}
+	return f, t, nil
+}
+
+// exportQuery handles "GET /export" on the admin socket: the same export a
+// CLI would make, from the live ledger.
+func (a *adminHandler) export(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from, to, err := parsePeriod(q.Get("from"), q.Get("to"), a.exporter.clock.Now())
+	if err != nil {
+		return ica.Errorf(ica.EINVALID, "%v", err)
+	}
+	format := q.Get("format")
+	if format == "" {
+		format = export.FormatCSV
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err = a.exporter.Export(r.Context(), slashcmds.ExportQuery{From: from, To: to, Format: format, Pipeline: q.Get("pipeline")}, w)
+	if err != nil {
+		a.log.Error("export failed", "err", err)
+	}
+	return nil
+}
+
+// cmdExport writes a signed export of a period to a file.
+func cmdExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := dataDirFlag(fs, getenv)
+	from := fs.String("from", "", "first day YYYY-MM-DD (default: first day of this month, UTC)")
+	to := fs.String("to", "", "last day YYYY-MM-DD, inclusive (default: last day of this month)")
+	format := fs.String("format", "csv", "csv, json (JSON Lines) or pdf")
+	pipeline := fs.String("pipeline", "", "only this pipeline's runs and approvals")
+	out := fs.String("out", "", "output file (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("usage: ica export --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format csv|json|pdf] [--pipeline NAME]")
+	}
+	switch *format {
+	case export.FormatCSV, export.FormatJSON, export.FormatPDF:
+	default:
+		return fmt.Errorf("--format %q is not one of csv, json, pdf", *format)
+	}
+	f, t, err := parsePeriod(*from, *to, time.Now())
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), ".ica-export-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if c := socketClient(socketPath(*dir)); c != nil {
+		q := url.Values{"from": {f.Format(time.DateOnly)}, "to": {t.AddDate(0, 0, -1).Format(time.DateOnly)}, "format": {*format}, "pipeline": {*pipeline}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/export?"+q.Encode(), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("export from the running server: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			tmp.Close()
+			return fmt.Errorf("export from the running server: %s", resp.Status)
+		}
+		if _, err := io.Copy(bw, resp.Body); err != nil {
+			tmp.Close()
+			return err
+		}
+	} else {
+		cfg := defaultConfig()
+		cfg.DataDir, cfg.SigningKey = *dir, getenv("ICA_SIGNING_KEY")
+		if _, err := os.Stat(ledgerPath(*dir)); err != nil {
+			tmp.Close()
+			return fmt.Errorf("no ledger at %s", ledgerPath(*dir))
+		}
+		key, err := loadSigningKey(cfg)
+		if err != nil {
+			tmp.Close()
+			return err
+		}
+		st, err := store.Open(ledgerPath(*dir), store.Options{Key: key})
+		if err != nil {
+			tmp.Close()
+			return err
+		}
+		_, err = ledgerExporter{st: st, key: key, clock: ica.SystemClock{}}.Export(ctx,
+			slashcmds.ExportQuery{From: f, To: t, Format: *format, Pipeline: *pipeline}, bw)
+		st.Close()
+		if err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	rep, err := export.VerifyFile(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("the export does not verify, so it was not kept: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "export written to %s: %d records, signed by key %s\n", *out, rep.Records, rep.Fingerprint)
+	return nil
+}
+
+// cmdVerify checks an export offline and names the first bad record.
+func cmdVerify(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pub := fs.String("public-key", "", "trust only this Ed25519 public key (hex), as published by the ICA operators")
+	keyDir := fs.String("data-dir", "", "trust the key of the ICA ledger in this directory (its signing.key)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: ica verify FILE [--public-key HEX | --data-dir DIR]")
+		return 2
+	}
+	var opt export.VerifyOptions
+	switch {
+	case *pub != "":
+		raw, err := hex.DecodeString(strings.TrimSpace(*pub))
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			fmt.Fprintln(stderr, "ica verify: --public-key must be 32 bytes in hex")
+			return 2
+		}
+		opt.PublicKey = raw
+	case *keyDir != "":
+		cfg := defaultConfig()
+		cfg.DataDir = *keyDir
+		if _, err := os.Stat(filepath.Join(*keyDir, "signing.key")); err != nil {
+			fmt.Fprintf(stderr, "ica verify: no signing.key in %s\n", *keyDir)
+			return 2
+		}
+		key, err := loadSigningKey(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "ica verify:", err)
+			return 2
+		}
+		opt.PublicKey = key.Public().(ed25519.PublicKey)
+	}
+	rep, err := export.VerifyFileWith(fs.Arg(0), opt)
+	if rep != nil {
+		fmt.Fprint(stdout, rep.String())
+		if opt.PublicKey == nil && rep.OK {
+			fmt.Fprintln(stdout, "note: no key was pinned; compare the key fingerprint above with the one your ICA operators publish (or pass --public-key)")
+		}
+	}
+	if err != nil {
+		if rep == nil {
+			fmt.Fprintln(stderr, "ica verify:", err)
+		}
+		return 1
+	}
+	return 0
+}
