@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // GenesisHash is the prev_hash of the first ledger entry.
@@ -29,14 +32,82 @@ type LedgerEntry struct {
 }
 
 // CanonicalJSON re-encodes a JSON value with sorted keys and no spaces.
+// It refuses what it could not keep exactly: data after the value,
+// repeated object keys and invalid UTF-8 (each would let two different
+// inputs hash alike).
 func CanonicalJSON(raw []byte) ([]byte, error) {
+	if !utf8.Valid(raw) {
+		return nil, fmt.Errorf("canonical json: invalid UTF-8")
+	}
+	if err := checkUniqueKeys(raw); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("canonical json: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("canonical json: data after the value")
+	}
 	return marshalCanonical(v)
+}
+
+// checkUniqueKeys walks the tokens of raw and refuses an object with a
+// repeated key.
+func checkUniqueKeys(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	type frame struct {
+		obj    bool
+		keys   map[string]bool
+		expKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.obj && top.expKey {
+			if k, ok := tok.(string); ok {
+				if top.keys[k] {
+					return fmt.Errorf("key %q appears twice in one object", k)
+				}
+				top.keys[k] = true
+				top.expKey = false
+				continue
+			}
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.obj {
+					top.expKey = true
+				}
+				stack = append(stack, &frame{obj: true, keys: map[string]bool{}, expKey: true})
+			case '[':
+				if top != nil && top.obj {
+					top.expKey = true
+				}
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		default:
+			if top != nil && top.obj {
+				top.expKey = true
+			}
+		}
+	}
 }
 
 func marshalCanonical(v any) ([]byte, error) {
@@ -59,20 +130,56 @@ func (e *LedgerEntry) ComputeHash() (string, error) {
 		}
 		data = c
 	}
-	body, err := marshalCanonical(map[string]any{
-		"seq":     e.Seq,
-		"time":    e.Time.UTC().Format(time.RFC3339Nano),
-		"kind":    e.Kind,
-		"subject": e.Subject,
-		"actor":   e.Actor,
-		"data":    data,
-	})
-	if err != nil {
+	return e.hashWith(data)
+}
+
+// HashCanonical is ComputeHash for an entry whose Data is already canonical
+// JSON (the store's own writes), without canonicalising it again.
+func (e *LedgerEntry) HashCanonical() (string, error) {
+	if len(e.Data) == 0 {
+		return e.hashWith(json.RawMessage("null"))
+	}
+	return e.hashWith(e.Data)
+}
+
+// hashWith hashes prev_hash ‖ {"actor","data","kind","seq","subject","time"}
+// written out in key order, as marshalCanonical would write the object.
+func (e *LedgerEntry) hashWith(data []byte) (string, error) {
+	var b bytes.Buffer
+	b.Grow(len(data) + 256)
+	str := func(s string) error {
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+		b.Truncate(b.Len() - 1) // the encoder's newline
+		return nil
+	}
+	b.WriteString(`{"actor":`)
+	if err := str(e.Actor); err != nil {
 		return "", err
 	}
+	b.WriteString(`,"data":`)
+	b.Write(data)
+	b.WriteString(`,"kind":`)
+	if err := str(e.Kind); err != nil {
+		return "", err
+	}
+	b.WriteString(`,"seq":`)
+	b.WriteString(strconv.FormatUint(e.Seq, 10))
+	b.WriteString(`,"subject":`)
+	if err := str(e.Subject); err != nil {
+		return "", err
+	}
+	b.WriteString(`,"time":`)
+	if err := str(e.Time.UTC().Format(time.RFC3339Nano)); err != nil {
+		return "", err
+	}
+	b.WriteByte('}')
 	h := sha256.New()
 	h.Write([]byte(e.PrevHash))
-	h.Write(body)
+	h.Write(b.Bytes())
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 

@@ -1,6 +1,7 @@
 package ica
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -186,7 +187,7 @@ func (e *EventInput) Validate() error {
 			return err
 		}
 	}
-	if len(e.EventData) == 0 || string(e.EventData) == "null" {
+	if trimmed := bytes.TrimSpace(e.EventData); len(trimmed) == 0 || string(trimmed) == "null" {
 		return FieldErrorf(EINVALID, "event_data", "event_data is required (a JSON object)")
 	}
 	if len(e.EventData) > MaxEventDataLen {
@@ -195,6 +196,9 @@ func (e *EventInput) Validate() error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(e.EventData, &obj); err != nil {
 		return FieldErrorf(EINVALID, "event_data", "event_data must be a JSON object")
+	}
+	if _, err := CanonicalJSON(e.EventData); err != nil {
+		return FieldErrorf(EINVALID, "event_data", "event_data cannot be recorded exactly: %s", strings.TrimPrefix(err.Error(), "canonical json: "))
 	}
 	return nil
 }

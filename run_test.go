@@ -215,15 +215,21 @@ func TestEventInput_Validate(t *testing.T) {
 	}
 }
 
-// TestEventInput_Validate_PaddedNull documents a gap: a JSON null with
-// surrounding whitespace passes as an object (json.Unmarshal of null into a
-// map succeeds). Through HTTP it cannot happen, since encoding/json hands a
-// RawMessage over without the whitespace, but a Go caller can send it.
+// TestEventInput_Validate_PaddedNull: a JSON null with surrounding
+// whitespace is still no object (json.Unmarshal of null into a map succeeds,
+// so Validate must look at the trimmed value).
 func TestEventInput_Validate_PaddedNull(t *testing.T) {
 	e := ica.EventInput{EventType: "x", EventData: json.RawMessage(" null ")}
-	if err := e.Validate(); err == nil {
-		t.Skip(`known gap: EventInput.Validate accepts " null " (see report); fix: trim space before the null check, or decode into *map and require non-nil`)
+	require.Equal(t, "event_data", ica.ErrorField(e.Validate()))
+}
+
+func TestEventInput_Validate_DuplicateKeysAndBadUTF8(t *testing.T) {
+	for _, raw := range []string{`{"a":1,"a":2}`, `{"o":{"k":1,"k":1}}`, "{\"a\":\"\xff\"}"} {
+		e := ica.EventInput{EventType: "x", EventData: json.RawMessage(raw)}
+		require.Equal(t, "event_data", ica.ErrorField(e.Validate()), raw)
 	}
+	ok := ica.EventInput{EventType: "x", EventData: json.RawMessage(`{"a":{"k":1},"b":{"k":2},"c":[{"k":1},{"k":1}]}`)}
+	require.NoError(t, ok.Validate(), "the same key in different objects is fine")
 }
 
 func TestRunFinish_Validate(t *testing.T) {

@@ -27,3 +27,6 @@ func TamperEntry(path string, seq uint64, fn func(e *ica.LedgerEntry)) error {
 		return putJSON(tx.Bucket(bucketLedger), u64(seq), e)
 	})
 }
+
+// EventRecordJSON exposes the event encoding for its canonical-form test.
+var EventRecordJSON = eventRecordJSON

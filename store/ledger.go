@@ -47,14 +47,22 @@ func (s *Store) appendLedger(tx *bolt.Tx, now time.Time, kind, subject, actor st
 	if err != nil {
 		return nil, fmt.Errorf("ledger data for %s: %w", kind, err)
 	}
-	seq, prev := readHead(tx)
-	e := &ica.LedgerEntry{Seq: seq + 1, Time: now.UTC(), Kind: kind, Subject: subject, Actor: actor, Data: raw, PrevHash: prev}
-	if e.Hash, err = e.ComputeHash(); err != nil {
+	// The data is stored canonically, so what is read back hashes the same
+	// whatever re-encodes it; it is canonicalised once, here.
+	canon, err := ica.CanonicalJSON(raw)
+	if err != nil {
 		return nil, err
 	}
-	// Store the data canonically so what is read back hashes the same
-	// whatever re-encodes it.
-	if e.Data, err = ica.CanonicalJSON(raw); err != nil {
+	return s.appendCanonical(tx, now, kind, subject, actor, canon)
+}
+
+// appendCanonical is appendLedger for data that is already canonical JSON
+// (the hot path of events, whose record type encodes canonically).
+func (s *Store) appendCanonical(tx *bolt.Tx, now time.Time, kind, subject, actor string, canon []byte) (*ica.LedgerEntry, error) {
+	var err error
+	seq, prev := readHead(tx)
+	e := &ica.LedgerEntry{Seq: seq + 1, Time: now.UTC(), Kind: kind, Subject: subject, Actor: actor, Data: canon, PrevHash: prev}
+	if e.Hash, err = e.HashCanonical(); err != nil {
 		return nil, err
 	}
 	buf, err := json.Marshal(e)

@@ -116,6 +116,81 @@ func eventKey(runID string, seq int) []byte {
 	return k
 }
 
+// lastEventSeq returns the seq of the run's newest event (0: none), from the
+// key range of its events.
+func lastEventSeq(tx *bolt.Tx, runID string) int {
+	c := tx.Bucket(bucketEvents).Cursor()
+	prefix := append([]byte(runID), 0)
+	k, _ := c.Seek(append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+4 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(k[len(prefix):]))
+}
+
+// withEventCount fills in the event count of a run that is still running
+// (it is written to the run record only at finish, so an event does not
+// rewrite the run).
+func withEventCount(tx *bolt.Tx, r *ica.Run) *ica.Run {
+	if r != nil && !r.Final() {
+		r.EventCount = lastEventSeq(tx, r.RunID)
+	}
+	return r
+}
+
+// getEvent reads an event: the events bucket maps (run, seq) to the ledger
+// entry that holds it, so its data is stored once.
+func getEvent(tx *bolt.Tx, runID string, seq int) (*ica.Event, error) {
+	v := tx.Bucket(bucketEvents).Get(eventKey(runID, seq))
+	if len(v) != 8 {
+		return nil, fmt.Errorf("event %d of run %s is missing", seq, runID)
+	}
+	return eventFromEntry(tx, binary.BigEndian.Uint64(v))
+}
+
+func eventFromEntry(tx *bolt.Tx, ledgerSeq uint64) (*ica.Event, error) {
+	le, err := getEntry(tx, ledgerSeq)
+	if err != nil {
+		return nil, err
+	}
+	var e ica.Event
+	if err := json.Unmarshal(le.Data, &e); err != nil {
+		return nil, fmt.Errorf("ledger entry %d is not an event: %w", ledgerSeq, err)
+	}
+	e.LedgerSeq, e.Hash = le.Seq, le.Hash
+	return &e, nil
+}
+
+// eventRecord is an event as its ledger entry keeps it. Its fields are in
+// the order of their JSON names and hold canonical values, so its encoding
+// (without HTML escaping) is already canonical JSON and need not be
+// canonicalised again on the hot path; TestEventRecord_IsCanonical checks it.
+type eventRecord struct {
+	Actor     string          `json:"actor"`
+	EventData json.RawMessage `json:"event_data"`
+	EventID   string          `json:"event_id,omitempty"`
+	EventType string          `json:"event_type"`
+	RunID     string          `json:"run_id"`
+	Seq       int             `json:"seq"`
+	Time      time.Time       `json:"time"`
+}
+
+func eventRecordJSON(e *ica.Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(eventRecord{Actor: e.Actor, EventData: e.EventData, EventID: e.EventID, EventType: e.EventType,
+		RunID: e.RunID, Seq: e.Seq, Time: e.Time.UTC()}); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
 // AddEvent records an event of a running run. A repeated event_id returns the
 // stored event with created=false.
 func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, actor string) (ev *ica.Event, created bool, err error) {
@@ -139,24 +214,25 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 		if in.EventID != "" {
 			idKey = join([]byte(runID), sep, []byte(in.EventID))
 			if v := tx.Bucket(bucketEventIDs).Get(idKey); v != nil {
-				ev, err = getJSON[ica.Event](tx.Bucket(bucketEvents), eventKey(runID, int(binary.BigEndian.Uint32(v))))
-				if err == nil && ev == nil {
-					err = fmt.Errorf("event index of run %s points at a missing event", runID)
-				}
+				ev, err = getEvent(tx, runID, int(binary.BigEndian.Uint32(v)))
 				return err
 			}
 		}
 		if r.Final() {
 			return ica.Errorf(ica.ECONFLICT, "run %s already finished as %s; events cannot be added after finish", runID, r.Status)
 		}
-		e := &ica.Event{RunID: runID, Seq: r.EventCount + 1, EventID: in.EventID, EventType: in.EventType,
+		e := &ica.Event{RunID: runID, Seq: lastEventSeq(tx, runID) + 1, EventID: in.EventID, EventType: in.EventType,
 			EventData: data, Time: st.now, Actor: actor}
-		le, err := s.appendLedger(tx, st.now, ica.KindRunEvent, runID, actor, e)
+		canon, err := eventRecordJSON(e)
+		if err != nil {
+			return err
+		}
+		le, err := s.appendCanonical(tx, st.now, ica.KindRunEvent, runID, actor, canon)
 		if err != nil {
 			return err
 		}
 		e.LedgerSeq, e.Hash = le.Seq, le.Hash
-		if err := putJSON(tx.Bucket(bucketEvents), eventKey(runID, e.Seq), e); err != nil {
+		if err := tx.Bucket(bucketEvents).Put(eventKey(runID, e.Seq), u64(le.Seq)); err != nil {
 			return err
 		}
 		if idKey != nil {
@@ -165,10 +241,6 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 			if err := tx.Bucket(bucketEventIDs).Put(idKey, seq); err != nil {
 				return err
 			}
-		}
-		r.EventCount = e.Seq
-		if err := s.putRun(tx, r); err != nil {
-			return err
 		}
 		ev, created = e, true
 		return nil
@@ -212,6 +284,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 		if err := tx.Bucket(bucketRunByStatus).Delete(statusKey(r)); err != nil {
 			return err
 		}
+		r.EventCount = lastEventSeq(tx, runID)
 		r.Status, r.EndTime = in.Status, &end
 		le, err := s.appendLedger(tx, st.now, ica.KindRunFinished, runID, actor, map[string]any{
 			"run_id": r.RunID, "pipeline_name": r.PipelineName, "status": r.Status,
@@ -242,6 +315,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*ica.Run, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		r, err = mustRun(tx, runID)
+		withEventCount(tx, r)
 		return err
 	})
 	return r, err
@@ -257,11 +331,11 @@ func (s *Store) Events(ctx context.Context, runID string) ([]*ica.Event, error) 
 		prefix := append([]byte(runID), 0)
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4; k, v = c.Next() {
-			var e ica.Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := eventFromEntry(tx, binary.BigEndian.Uint64(v))
+			if err != nil {
 				return err
 			}
-			out = append(out, &e)
+			out = append(out, e)
 		}
 		return nil
 	})
@@ -333,7 +407,7 @@ func (s *Store) Runs(ctx context.Context, f ica.RunFilter) (*ica.RunPage, error)
 			if f.Status != "" && r.Status != f.Status {
 				continue
 			}
-			page.Runs = append(page.Runs, r)
+			page.Runs = append(page.Runs, withEventCount(tx, r))
 			lastKey = append(lastKey[:0], k...)
 		}
 		return nil

@@ -471,3 +471,21 @@ func TestStore_Check_FindsTampering(t *testing.T) {
 	require.NotEmpty(t, rep.Problems)
 	require.Contains(t, rep.Problems[0], "entry seq 3")
 }
+
+func TestEventRecord_IsCanonical(t *testing.T) {
+	for _, data := range []string{`{}`, `{"b":"<&>","a":[1,2.50,{"z":null,"y":"\u00e9"}]}`, `{"k":"tab\there","n":12345678901234567890}`} {
+		canon, err := ica.CanonicalJSON([]byte(data))
+		require.NoError(t, err)
+		e := &ica.Event{RunID: "r-1", Seq: 3, EventID: "", EventType: "build <x>", EventData: canon,
+			Time: time.Date(2026, 11, 2, 9, 0, 0, 123456789, time.UTC), Actor: "ado&co"}
+		got, err := store.EventRecordJSON(e)
+		require.NoError(t, err)
+		want, err := ica.CanonicalJSON(got)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), "the event record must encode canonically")
+		e.EventID = "e1"
+		got, _ = store.EventRecordJSON(e)
+		want, _ = ica.CanonicalJSON(got)
+		require.Equal(t, string(want), string(got))
+	}
+}

@@ -31,6 +31,11 @@ Usage:
   ica config example                 print a complete, commented configuration
   ica check [--data-dir DIR]         verify the whole hash chain and the indexes
   ica backup FILE [--data-dir DIR]   hot, consistent copy of the ledger (also while serving)
+  ica backup [FILE] --url URL [--blob]
+                                     download a backup over HTTP (admin token); --blob uploads it to Azure Blob
+  ica restore FILE|--blob NAME [--data-dir DIR] [--force]
+                                     replace the ledger with a verified backup (server stopped)
+  ica health [--url URL]             exit 0 when the server's /healthz answers (container health check)
   ica export --out FILE [--from D] [--to D] [--format csv|json|pdf] [--pipeline P]
                                      signed audit export (works while serving)
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
@@ -72,7 +77,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// The pipeline client: what Azure Pipelines steps run.
 		return pipelines.Main(ctx, args[1:], getenv, stdout, stderr)
 	case "backup":
-		err = cmdBackup(ctx, rest, getenv, stdout, stderr)
+		err = cmdBackupAny(ctx, rest, getenv, stdout, stderr)
+	case "restore":
+		err = cmdRestore(ctx, rest, getenv, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, os.Stdin, stdout)
 	case "version", "--version":

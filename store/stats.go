@@ -1,0 +1,204 @@
+package store
+
+// Reads for the dashboard (package dashboard): runs in a time window, joined
+// from two indexes without decoding a single run record; approvals created in
+// a time window, found by binary search over their sequence; a month's cost
+// entries. Each is one short read transaction bounded by the window, never a
+// scan of the whole ledger.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ica-governance/ica"
+)
+
+// runStatuses are the values of the status index's first key part.
+var runStatuses = []string{ica.RunRunning, ica.RunSuccess, ica.RunFailed, ica.RunCancelled}
+
+// RunIndex calls fn for every run that started in [from, to), with its start
+// time, pipeline and current status, in one read transaction.
+//
+// It reads keys only: the status index (status ‖ 0 ‖ start ‖ run_id) gives
+// each run's status, the pipeline index (pipeline ‖ 0 ‖ start ‖ run_id) its
+// pipeline. The pipeline index is walked pipeline by pipeline, seeking to
+// the window inside each one and then past the pipeline, so the cost is
+// O(runs in the window + pipelines × log(all runs)), whatever the size of the
+// ledger. Strings passed to fn (but run ids) are shared between calls.
+func (s *Store) RunIndex(ctx context.Context, from, to time.Time, fn func(start time.Time, runID, pipeline, status string) error) error {
+	if !to.After(from) {
+		return nil
+	}
+	lo, hi := timeKey(from), timeKey(to)
+	return s.db.View(func(tx *bolt.Tx) error {
+		status := map[string]string{}
+		c := tx.Bucket(bucketRunByStatus).Cursor()
+		for _, st := range runStatuses {
+			prefix := join([]byte(st), sep)
+			end := join(prefix, hi)
+			for k, _ := c.Seek(join(prefix, lo)); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+				if len(k) <= len(prefix)+8 {
+					continue
+				}
+				status[string(k[len(prefix)+8:])] = st
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if len(status) == 0 {
+			return nil
+		}
+		c = tx.Bucket(bucketRunByPipeline).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("run index %s: key without a separator", bucketRunByPipeline)
+			}
+			pipeline := string(k[:i])
+			prefix := append([]byte(nil), k[:i+1]...)
+			end := join(prefix, hi)
+			for k, _ = c.Seek(join(prefix, lo)); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+				if len(k) <= len(prefix)+8 {
+					continue
+				}
+				id := string(k[len(prefix)+8:])
+				st, ok := status[id]
+				if !ok {
+					return fmt.Errorf("run %s is in the pipeline index but not in the status index", id)
+				}
+				start := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):]))).UTC()
+				if err := fn(start, id, pipeline, st); err != nil {
+					return err
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// Next pipeline: every key of this one starts with name ‖ 0, and
+			// names hold no control characters, so name ‖ 1 is past them all.
+			prefix[len(prefix)-1] = 1
+			k, _ = c.Seek(prefix)
+		}
+		return nil
+	})
+}
+
+// approvalSeqProbe bounds the look-ahead over a missing approval id during
+// the binary search (ids come from NextSequence in the creating transaction,
+// so they are dense; the look-ahead only guards against a hole).
+const approvalSeqProbe = 64
+
+// ApprovalsCreated calls fn for every approval created in [from, to), oldest
+// first, in one read transaction.
+//
+// The approvals bucket has no time index, but approval ids are
+// A-<NextSequence> allocated in the creating transaction, so creation time
+// grows with the sequence: a binary search over the sequence finds the first
+// approval of the window in O(log n) reads, and the walk stops at the first
+// one created at or after to. Cost: O(log(all approvals) + approvals in the
+// window) record reads.
+func (s *Store) ApprovalsCreated(ctx context.Context, from, to time.Time, fn func(a *ica.Approval) error) error {
+	if !to.After(from) {
+		return nil
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketApprovals)
+		n := b.Sequence()
+		get := func(i uint64) (*ica.Approval, error) {
+			return getJSON[ica.Approval](b, []byte("A-"+strconv.FormatUint(i, 10)))
+		}
+		// probe returns the first approval at or after i (within the look-ahead).
+		probe := func(i uint64) (*ica.Approval, error) {
+			for j := i; j <= n && j < i+approvalSeqProbe; j++ {
+				a, err := get(j)
+				if a != nil || err != nil {
+					return a, err
+				}
+			}
+			return nil, nil
+		}
+		lo, hi := uint64(1), n+1
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			a, err := probe(mid)
+			if err != nil {
+				return err
+			}
+			if a == nil || !a.CreatedAt.Before(from) {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		for i := lo; i <= n; i++ {
+			a, err := get(i)
+			if err != nil {
+				return err
+			}
+			if a == nil {
+				continue
+			}
+			if !a.CreatedAt.Before(to) {
+				break
+			}
+			if a.CreatedAt.Before(from) {
+				continue
+			}
+			if err := fn(a); err != nil {
+				return err
+			}
+			if i%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// MonthCosts returns the cost entries whose billing day is in month
+// (YYYY-MM), through the month index.
+func (s *Store) MonthCosts(ctx context.Context, month string) ([]*ica.CostEntry, error) {
+	var out []*ica.CostEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := join([]byte(month), sep)
+		c := tx.Bucket(bucketCostByMonth).Cursor()
+		costs := tx.Bucket(bucketCosts)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var e ica.CostEntry
+			if err := json.Unmarshal(costs.Get(k[len(prefix):]), &e); err != nil {
+				return fmt.Errorf("cost %s: %w", k[len(prefix):], err)
+			}
+			out = append(out, &e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LedgerTail returns the last n ledger entries, newest first, in one read
+// transaction.
+func (s *Store) LedgerTail(ctx context.Context, n int) ([]*ica.LedgerEntry, error) {
+	var out []*ica.LedgerEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLedger).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
+			var e ica.LedgerEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("ledger entry %d is unreadable: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, &e)
+		}
+		return nil
+	})
+	return out, err
+}
