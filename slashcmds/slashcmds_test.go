@@ -24,18 +24,12 @@ import (
 
 func slog0() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// fixtureForm returns the raw form body of a capture in
-// shared/fixtures/mattermost (the line after the blank line that ends the
-// headers).
+// fixtureForm returns the raw form body of a capture copied from the vendor
+// fixtures (shared/fixtures/mattermost) into testdata.
 func fixtureForm(t *testing.T, name string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "mattermost", name))
-	if os.IsNotExist(err) {
-		raw, err = os.ReadFile(filepath.Join("/work/shared/fixtures/mattermost", name))
-	}
-	if err != nil {
-		t.Skipf("fixture %s not available: %v", name, err)
-	}
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
 	for _, line := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(line, "channel_id=") {
 			return strings.TrimSpace(line)
