@@ -207,15 +207,11 @@ func (c *dataCanon) str(p *jparser) ([]byte, error) {
 		case ch == '"':
 			p.i = i + 1
 			raw := b[start+1 : i]
-			if utf8.Valid(raw) {
-				return raw, nil
+			if !utf8.Valid(raw) {
+				// ica.CanonicalJSON refuses it too: two inputs must not hash alike.
+				return nil, fmt.Errorf("%w: invalid UTF-8", errBadJSON)
 			}
-			// encoding/json replaces each invalid byte: let it.
-			var s string
-			if err := json.Unmarshal(b[start:i+1], &s); err != nil {
-				return nil, fmt.Errorf("%w: %v", errBadJSON, err)
-			}
-			return []byte(s), nil
+			return raw, nil
 		case ch == '\\':
 			// Escapes are rare: let encoding/json decode this string.
 			end, err := stringEnd(b, start)
@@ -320,7 +316,8 @@ func (c *dataCanon) object(p *jparser, depth int, d *derived) error {
 	n := 0
 	for i, pr := range pairs {
 		if i+1 < len(pairs) && bytes.Equal(pairs[i+1].key, pr.key) {
-			continue // a repeated key: the last one wins, as in a map
+			// ica.CanonicalJSON refuses repeated keys too.
+			return fmt.Errorf("%w: key %q appears twice in one object", errBadJSON, pr.key)
 		}
 		if n > 0 {
 			c.out = append(c.out, ',')

@@ -27,7 +27,7 @@ type Queue interface {
 type Policy struct {
 	BaseDelay   time.Duration // first retry delay (default 1s)
 	MaxDelay    time.Duration // cap (default 5m)
-	MaxAttempts int           // then the message is dead-lettered (default 30, about 2 hours)
+	MaxAttempts int           // then the message is dead-lettered (default 300: about a day at the 5m cap)
 	Timeout     time.Duration // per delivery attempt (default 15s)
 	BatchSize   int           // messages read per pass (default 100)
 }
@@ -40,7 +40,7 @@ func (p *Policy) defaults() {
 		p.MaxDelay = 5 * time.Minute
 	}
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = 30
+		p.MaxAttempts = 300
 	}
 	if p.Timeout == 0 {
 		p.Timeout = 15 * time.Second
