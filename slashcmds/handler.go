@@ -141,6 +141,10 @@ type Deps struct {
 	MattermostURL string
 	// TempDir holds export files while they are posted (default os.TempDir).
 	TempDir string
+	// --- dashboard (slashcmds/dashboard.go) ---
+	// Dashboard, when set, adds "/ica dashboard" (a single-use link).
+	Dashboard DashboardLinks
+	// --- end dashboard ---
 	// Clock defaults to ica.SystemClock; Log to slog.Default; HTTPClient (for
 	// response_url) to a client with a 10 s timeout.
 	Clock      ica.Clock
@@ -245,6 +249,13 @@ func New(d Deps) *Handler {
 		"help": {run: h.help, usage: "help", help: "this help"},
 	}
 	h.order = []string{"status", "approvals", "incidents", "budget", "export", "help"}
+	// --- dashboard (slashcmds/dashboard.go) ---
+	if d.Dashboard != nil {
+		h.commands["dashboard"] = command{run: h.dashboard, usage: "dashboard",
+			help: "a link to the web dashboard (budget, approval times, runs, incidents, ledger); it works once, for 5 minutes"}
+		h.order = append(h.order[:len(h.order)-1], "dashboard", "help")
+	}
+	// --- end dashboard ---
 	return h
 }
 
@@ -436,7 +447,7 @@ func (h *Handler) Close(ctx context.Context) error {
 
 // AutocompleteData describes /ica for Mattermost's autocomplete.
 func (h *Handler) AutocompleteData() *model.AutocompleteData {
-	ad := model.NewAutocompleteData("ica", "[status|approvals|incidents|budget|export|help]",
+	ad := model.NewAutocompleteData("ica", "["+strings.Join(h.order, "|")+"]", // dashboard: hint built from h.order
 		"Deployment approvals, runs, incidents, budget and audit exports")
 	for _, name := range h.order {
 		c := h.commands[name]

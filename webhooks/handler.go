@@ -134,6 +134,7 @@ func (h *Handler) Register(r *mux.Router) {
 	}
 	r.Handle("/healthz", h.Route(nil, h.handleHealth)).Methods(http.MethodGet)
 	r.Handle("/readyz", h.Route(nil, h.handleReady)).Methods(http.MethodGet)
+	r.Handle("/api/v1/openapi.json", h.Route(nil, h.handleOpenAPI)).Methods(http.MethodGet)
 }
 
 func actor(r *http.Request) string {

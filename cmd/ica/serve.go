@@ -189,6 +189,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	h.RegisterAlerts(alertDeps)
 	h.Router().Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	// --- dashboard (cmd/ica/dashboard.go) ---
+	dash := mountDashboard(h, st, costs, actionSecret, cfg.PublicURL, pipelines, clock, log)
+	// --- end dashboard ---
 	if mm != nil {
 		// Mattermost signs nothing: these authenticate by the signed context and state.
 		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
@@ -216,7 +219,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			Queries:  slashQueries{st: st, budget: costs},
 			Exporter: ledgerExporter{st: st, key: key, clock: clock}, Poster: mm, Archiver: arch,
 			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
-			MattermostURL: cfg.Mattermost.URL, Clock: clock, Log: log})
+			MattermostURL: cfg.Mattermost.URL, Clock: clock, Log: log,
+			Dashboard: dash}) // dashboard: /ica dashboard
 		h.Router().Handle("/mattermost/slash", h.Route(nil, slash.HandleSlash)).Methods(http.MethodPost)
 	}
 	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
@@ -232,6 +236,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		h.Router().Handle("/api/v1/admin/backup", h.Route(auth, admin.backup)).Methods(http.MethodGet)
 	}
 
+	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
+		(*hook)(h)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		st.Close()

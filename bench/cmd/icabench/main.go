@@ -25,6 +25,7 @@ type scenario struct {
 
 var scenarios = map[string]scenario{
 	"ingest": {"durable pipeline events over HTTP vs raw bbolt Batch (64 clients)", runIngest},
+	"clicks": {"10,000 pending approvals, 4 racing clickers each, vs 1 clicker (real server, fake Mattermost)", runClicks},
 }
 
 func usage(w io.Writer) {
