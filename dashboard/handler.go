@@ -78,7 +78,7 @@ func New(d Deps) *Handler {
 	funcs := template.FuncMap{"money": money, "pct": pct, "dur": dur, "dist": distCell, "stamp": stamp,
 		"short": shortHash, "budgetState": budgetState, "when": when, "week": weekOf}
 	h := &Handler{d: d, base: base, secure: strings.HasPrefix(strings.ToLower(base), "https://"),
-		cache:  &cache{src: d.Source, clock: d.Clock, ttl: max(ttl, 0)},
+		cache:  &cache{src: d.Source, clock: d.Clock, ttl: max(ttl, 0), log: d.Log.Warn},
 		page:   template.Must(template.New("dashboard.html").Funcs(funcs).ParseFS(assets, "templates/dashboard.html")),
 		msg:    template.Must(template.New("message.html").Funcs(funcs).ParseFS(assets, "templates/message.html")),
 		static: static}
@@ -104,7 +104,16 @@ func (h *Handler) Issue(ctx context.Context, userID, username string) (string, e
 	return h.base + "/dashboard/link/" + token, nil
 }
 
-// Stats returns the figures at the clock's now, from the cache when fresh.
+// Warm loads the figures in the background, so the first page view does not
+// wait for the index walks.
+func (h *Handler) Warm() { h.cache.warm() }
+
+// Close waits for a background load in progress (bounded by its timeout).
+func (h *Handler) Close() { h.cache.wg.Wait() }
+
+// Stats returns the figures at the clock's now: from the cache when fresh,
+// from the previous load while a background load refreshes it (up to
+// MaxStale), else from a load the request waits for.
 func (h *Handler) Stats(ctx context.Context, pipeline string) (*Stats, error) {
 	in, err := h.cache.get(ctx)
 	if err != nil {

@@ -196,10 +196,43 @@ func TestStats_CacheTTL(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.EqualValues(t, 1, src.walks.Load(), "one walk serves every filter within the TTL")
-	clock.Advance(dashboard.DefaultCacheTTL)
-	_, err := h.Stats(ctx, "")
+	first, err := h.Stats(ctx, "")
 	require.NoError(t, err)
+
+	// Past the TTL: the old figures answer at once while one background
+	// load refreshes them.
+	clock.Advance(dashboard.DefaultCacheTTL)
+	stale, err := h.Stats(ctx, "")
+	require.NoError(t, err)
+	require.Equal(t, first.GeneratedAt, stale.GeneratedAt)
+	h.Close()
 	require.EqualValues(t, 2, src.walks.Load())
+	fresh, err := h.Stats(ctx, "")
+	require.NoError(t, err)
+	require.Equal(t, clock.Now(), fresh.GeneratedAt)
+
+	// Past MaxStale: the request waits for a load.
+	clock.Advance(dashboard.MaxStale)
+	again, err := h.Stats(ctx, "")
+	require.NoError(t, err)
+	require.EqualValues(t, 3, src.walks.Load())
+	require.Equal(t, clock.Now(), again.GeneratedAt)
+
+	// Without a cache, every call loads.
+	nc := dashboard.New(dashboard.Deps{Source: src, Sessions: st, Secret: []byte("k"), Clock: clock, CacheTTL: -1})
+	for range 2 {
+		_, err := nc.Stats(ctx, "")
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 5, src.walks.Load())
+
+	// Warm loads once, in the background.
+	w := dashboard.New(dashboard.Deps{Source: src, Sessions: st, Secret: []byte("k"), Clock: clock})
+	w.Warm()
+	w.Close()
+	_, err = w.Stats(ctx, "")
+	require.NoError(t, err)
+	require.EqualValues(t, 6, src.walks.Load())
 }
 
 func TestHandleLinkUse_SecureCookieOnHTTPS(t *testing.T) {

@@ -16,8 +16,9 @@ type Source interface {
 	// RunIndex calls fn for every run that started in [from, to), from the
 	// run indexes' keys (no run record is decoded).
 	RunIndex(ctx context.Context, from, to time.Time, fn func(start time.Time, runID, pipeline, status string) error) error
-	// ApprovalsCreated calls fn for every approval created in [from, to).
-	ApprovalsCreated(ctx context.Context, from, to time.Time, fn func(a *ica.Approval) error) error
+	// ApprovalSummaries calls fn for every approval created in [from, to)
+	// (with the fields the SLA figures read).
+	ApprovalSummaries(ctx context.Context, from, to time.Time, fn func(a *ica.Approval) error) error
 	// PendingApprovals returns the approvals that are not final.
 	PendingApprovals(ctx context.Context) ([]*ica.Approval, error)
 	// Budget returns the month's budget figures with the configured budget.
@@ -36,30 +37,30 @@ type Source interface {
 func Load(ctx context.Context, src Source, now time.Time) (*Input, error) {
 	now = now.UTC()
 	in := &Input{Now: now}
+	// The two window walks are independent: run them side by side.
+	apprDone := make(chan error, 1)
+	go func() {
+		intern := interner()
+		apprDone <- src.ApprovalSummaries(ctx, SLAFrom(now), now.Add(time.Nanosecond), func(a *ica.Approval) error {
+			r := NewApprovalRow(a)
+			r.Pipeline, r.Target, r.Status = intern(r.Pipeline), intern(r.Target), intern(r.Status)
+			r.TechnicalBy, r.BusinessBy = intern(r.TechnicalBy), intern(r.BusinessBy)
+			in.Approvals = append(in.Approvals, r)
+			return nil
+		})
+	}()
 	// Run ids are the only per-run strings kept; the few pipeline and
 	// status strings are interned.
-	names := map[string]string{}
-	intern := func(s string) string {
-		if v, ok := names[s]; ok {
-			return v
-		}
-		names[s] = s
-		return s
-	}
-	if err := src.RunIndex(ctx, RunsFrom(now), RunsTo(now), func(start time.Time, runID, pipeline, status string) error {
+	intern := interner()
+	runErr := src.RunIndex(ctx, RunsFrom(now), RunsTo(now), func(start time.Time, runID, pipeline, status string) error {
 		in.Runs = append(in.Runs, RunRow{Start: start, RunID: runID, Pipeline: intern(pipeline), Status: intern(status)})
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("dashboard: runs: %w", err)
-	}
-	if err := src.ApprovalsCreated(ctx, SLAFrom(now), now.Add(time.Nanosecond), func(a *ica.Approval) error {
-		r := NewApprovalRow(a)
-		r.Pipeline, r.Target, r.Status = intern(r.Pipeline), intern(r.Target), intern(r.Status)
-		r.TechnicalBy, r.BusinessBy = intern(r.TechnicalBy), intern(r.BusinessBy)
-		in.Approvals = append(in.Approvals, r)
-		return nil
-	}); err != nil {
+	})
+	if err := <-apprDone; err != nil {
 		return nil, fmt.Errorf("dashboard: approvals: %w", err)
+	}
+	if runErr != nil {
+		return nil, fmt.Errorf("dashboard: runs: %w", runErr)
 	}
 	pending, err := src.PendingApprovals(ctx)
 	if err != nil {
@@ -90,6 +91,18 @@ func Load(ctx context.Context, src Source, now time.Time) (*Input, error) {
 	return in, nil
 }
 
+// interner returns a function that shares equal strings.
+func interner() func(string) string {
+	names := map[string]string{}
+	return func(s string) string {
+		if v, ok := names[s]; ok {
+			return v
+		}
+		names[s] = s
+		return s
+	}
+}
+
 // enrichFailed fills in the failed runs' details (a point read each, at most
 // FailedRows). A run that cannot be read keeps what the index said.
 func enrichFailed(ctx context.Context, src Source, s *Stats) {
@@ -101,56 +114,106 @@ func enrichFailed(ctx context.Context, src Source, s *Stats) {
 	}
 }
 
-// DefaultCacheTTL is how long a loaded Input serves requests. The figures
-// are about days and weeks, so 30 s of staleness is invisible, and it bounds
-// the index walks to one per 30 s however many people (or tools polling
-// /api/v1/stats) look.
+// DefaultCacheTTL is how long a loaded Input serves requests as fresh. The
+// figures are about days and weeks, so 30 s of staleness is invisible, and it
+// bounds the index walks to one per 30 s however many people (or tools
+// polling /api/v1/stats) look.
 const DefaultCacheTTL = 30 * time.Second
 
-// cache keeps the last Input for a TTL and lets one load run at a time:
-// concurrent requests for a stale Input wait for the load in progress
+// MaxStale is how old an Input may be and still answer a request while a
+// fresh one loads in the background (stale-while-revalidate): requests then
+// never wait for a load, except the first one and after a long idle time.
+const MaxStale = 5 * time.Minute
+
+// backgroundLoadTimeout bounds a load no request waits for.
+const backgroundLoadTimeout = 30 * time.Second
+
+// cache keeps the last Input. Within the TTL it is served as is; up to
+// MaxStale it is served while one background load refreshes it; older (or
+// none) a request loads it, and concurrent requests wait for that one load
 // instead of starting their own.
 type cache struct {
 	src   Source
 	clock ica.Clock
 	ttl   time.Duration
+	log   func(msg string, args ...any)
 
 	mu      sync.Mutex
 	in      *Input
 	at      time.Time
 	loading chan struct{}
-	err     error
+	err     error // of the last load
+	wg      sync.WaitGroup
 }
 
 func (c *cache) get(ctx context.Context) (*Input, error) {
-	for {
-		c.mu.Lock()
-		now := c.clock.Now()
-		if c.in != nil && c.ttl > 0 && now.Sub(c.at) < c.ttl && !now.Before(c.at) {
-			in := c.in
-			c.mu.Unlock()
-			return in, nil
-		}
-		if c.loading == nil {
-			done := make(chan struct{})
-			c.loading = done
-			c.mu.Unlock()
-			in, err := Load(ctx, c.src, now)
-			c.mu.Lock()
-			c.loading, c.err = nil, err
-			if err == nil {
-				c.in, c.at = in, now
-			}
-			c.mu.Unlock()
-			close(done)
-			return in, err
-		}
-		wait := c.loading
+	c.mu.Lock()
+	now := c.clock.Now()
+	age := now.Sub(c.at)
+	if c.in != nil && c.ttl > 0 && age >= 0 && age < c.ttl {
+		in := c.in
 		c.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		return in, nil
+	}
+	if c.in != nil && c.ttl > 0 && age >= 0 && age < MaxStale {
+		in := c.in
+		if c.loading == nil {
+			c.startLocked(context.Background(), now, true)
 		}
+		c.mu.Unlock()
+		return in, nil
+	}
+	wait := c.loading
+	if wait == nil {
+		wait = c.startLocked(ctx, now, false)
+	}
+	c.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.in, nil
+}
+
+// startLocked starts one load; c.mu is held. A background load has its own
+// deadline; a foreground one runs on the request's context.
+func (c *cache) startLocked(ctx context.Context, now time.Time, background bool) chan struct{} {
+	done := make(chan struct{})
+	c.loading = done
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		if background {
+			lctx, cancel = context.WithTimeout(ctx, backgroundLoadTimeout)
+		}
+		in, err := Load(lctx, c.src, now)
+		cancel()
+		c.mu.Lock()
+		c.loading, c.err = nil, err
+		if err == nil {
+			c.in, c.at = in, now
+		} else if c.log != nil {
+			c.log("dashboard figures could not be loaded", "err", err, "background", background)
+		}
+		c.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// warm loads the figures once in the background (at start-up, so the first
+// person to open the dashboard does not wait for the index walks).
+func (c *cache) warm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loading == nil && c.in == nil {
+		c.startLocked(context.Background(), c.clock.Now(), true)
 	}
 }

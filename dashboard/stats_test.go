@@ -183,9 +183,9 @@ func TestCompute_Empty(t *testing.T) {
 	require.Equal(t, 0, s.Incidents.Total)
 }
 
-// TestStore_ApprovalsCreated_Window checks the binary search at the window's
+// TestStore_ApprovalSummaries_Window checks the binary search at the window's
 // edges (the first approval exactly at from, the last just before to).
-func TestStore_ApprovalsCreated_Window(t *testing.T) {
+func TestStore_ApprovalSummaries_Window(t *testing.T) {
 	st, clock := openStore(t, ts("2026-01-01T00:00:00Z"))
 	b := &ledgerBuilder{tb: t, st: st, clock: clock, ctx: context.Background()}
 	var times []time.Time
@@ -198,7 +198,7 @@ func TestStore_ApprovalsCreated_Window(t *testing.T) {
 	}
 	for _, c := range []struct{ from, to, want int }{{0, 37, 37}, {5, 6, 1}, {10, 20, 10}, {36, 37, 1}, {0, 1, 1}} {
 		var got []string
-		err := st.ApprovalsCreated(context.Background(), times[c.from], times[min(c.to, 36)].Add(time.Duration(c.to/37)*time.Hour), func(a *ica.Approval) error {
+		err := st.ApprovalSummaries(context.Background(), times[c.from], times[min(c.to, 36)].Add(time.Duration(c.to/37)*time.Hour), func(a *ica.Approval) error {
 			got = append(got, a.ID)
 			return nil
 		})
@@ -206,6 +206,6 @@ func TestStore_ApprovalsCreated_Window(t *testing.T) {
 		require.Len(t, got, c.want, "window %d..%d", c.from, c.to)
 	}
 	n := 0
-	require.NoError(t, st.ApprovalsCreated(context.Background(), times[36].Add(time.Second), times[36].Add(time.Hour), func(*ica.Approval) error { n++; return nil }))
+	require.NoError(t, st.ApprovalSummaries(context.Background(), times[36].Add(time.Second), times[36].Add(time.Hour), func(*ica.Approval) error { n++; return nil }))
 	require.Zero(t, n)
 }

@@ -300,7 +300,11 @@ func runsChart(r *RunStats) template.HTML {
 				every = 10
 			}
 			if (len(r.Days)-1-i)%every == 0 {
-				d.text(x+bw/2, s.H-s.B+s.Font+6, "middle", colMuted, shortDay(day.Day, s.narrow))
+				lx, anchor := x+bw/2, "middle"
+				if i == len(r.Days)-1 {
+					lx, anchor = x+bw, "end" // the last label stays inside the drawing
+				}
+				d.text(lx, s.H-s.B+s.Font+6, anchor, colMuted, shortDay(day.Day, s.narrow))
 			}
 		}
 		d.printf(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`, s.L, y(0), s.W-s.R, y(0), colMuted)

@@ -12,7 +12,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,73 +98,144 @@ func (s *Store) RunIndex(ctx context.Context, from, to time.Time, fn func(start 
 // so they are dense; the look-ahead only guards against a hole).
 const approvalSeqProbe = 64
 
-// ApprovalsCreated calls fn for every approval created in [from, to), oldest
-// first, in one read transaction.
+// approvalBrief is the part of a stored approval that statistics read;
+// decoding only these fields halves the cost of a full ica.Approval.
+type approvalBrief struct {
+	ID           string    `json:"approval_id"`
+	RunID        string    `json:"run_id"`
+	PipelineName string    `json:"pipeline_name"`
+	Target       string    `json:"deployment_target"`
+	Status       string    `json:"status"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	Technical    *struct {
+		Username string    `json:"username"`
+		At       time.Time `json:"at"`
+	} `json:"technical"`
+	Business *struct {
+		Username string    `json:"username"`
+		At       time.Time `json:"at"`
+	} `json:"business"`
+}
+
+func (b *approvalBrief) approval() *ica.Approval {
+	a := &ica.Approval{ID: b.ID, RunID: b.RunID, PipelineName: b.PipelineName, Target: b.Target, Status: b.Status,
+		CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt}
+	if b.Technical != nil {
+		a.Technical = &ica.Decision{Decider: ica.Decider{Username: b.Technical.Username}, At: b.Technical.At}
+	}
+	if b.Business != nil {
+		a.Business = &ica.Decision{Decider: ica.Decider{Username: b.Business.Username}, At: b.Business.At}
+	}
+	return a
+}
+
+// ApprovalSummaries calls fn, oldest first, for every approval created in
+// [from, to), for statistics: the approvals passed to fn carry only their
+// id, run, pipeline, target, status, creation and expiry times and who made
+// the technical and business decisions and when (no other field is set).
 //
 // The approvals bucket has no time index, but approval ids are
 // A-<NextSequence> allocated in the creating transaction, so creation time
 // grows with the sequence: a binary search over the sequence finds the first
 // approval of the window in O(log n) reads, and the walk stops at the first
-// one created at or after to. Cost: O(log(all approvals) + approvals in the
-// window) record reads.
-func (s *Store) ApprovalsCreated(ctx context.Context, from, to time.Time, fn func(a *ica.Approval) error) error {
+// one created at or after to. The window's records are copied out of one
+// short read transaction and decoded on every core. Cost: O(log(all
+// approvals) + approvals in the window).
+func (s *Store) ApprovalSummaries(ctx context.Context, from, to time.Time, fn func(a *ica.Approval) error) error {
 	if !to.After(from) {
 		return nil
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	var raws [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketApprovals)
 		n := b.Sequence()
-		get := func(i uint64) (*ica.Approval, error) {
-			return getJSON[ica.Approval](b, []byte("A-"+strconv.FormatUint(i, 10)))
+		key := func(i uint64) []byte { return []byte("A-" + strconv.FormatUint(i, 10)) }
+		created := func(v []byte) (time.Time, error) {
+			var c struct {
+				CreatedAt time.Time `json:"created_at"`
+			}
+			err := json.Unmarshal(v, &c)
+			return c.CreatedAt, err
 		}
-		// probe returns the first approval at or after i (within the look-ahead).
-		probe := func(i uint64) (*ica.Approval, error) {
+		// probe returns the creation time of the first approval at or after
+		// i (within the look-ahead); ok is false when there is none.
+		probe := func(i uint64) (t time.Time, ok bool, err error) {
 			for j := i; j <= n && j < i+approvalSeqProbe; j++ {
-				a, err := get(j)
-				if a != nil || err != nil {
-					return a, err
+				if v := b.Get(key(j)); v != nil {
+					t, err = created(v)
+					return t, err == nil, err
 				}
 			}
-			return nil, nil
+			return time.Time{}, false, nil
 		}
-		lo, hi := uint64(1), n+1
-		for lo < hi {
-			mid := lo + (hi-lo)/2
-			a, err := probe(mid)
-			if err != nil {
-				return err
-			}
-			if a == nil || !a.CreatedAt.Before(from) {
-				hi = mid
-			} else {
-				lo = mid + 1
-			}
-		}
-		for i := lo; i <= n; i++ {
-			a, err := get(i)
-			if err != nil {
-				return err
-			}
-			if a == nil {
-				continue
-			}
-			if !a.CreatedAt.Before(to) {
-				break
-			}
-			if a.CreatedAt.Before(from) {
-				continue
-			}
-			if err := fn(a); err != nil {
-				return err
-			}
-			if i%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
+		// first returns the first sequence whose approval was created at or
+		// after t (n+1 when none).
+		first := func(t time.Time) (uint64, error) {
+			lo, hi := uint64(1), n+1
+			for lo < hi {
+				mid := lo + (hi-lo)/2
+				c, ok, err := probe(mid)
+				if err != nil {
+					return 0, err
 				}
+				if !ok || !c.Before(t) {
+					hi = mid
+				} else {
+					lo = mid + 1
+				}
+			}
+			return lo, nil
+		}
+		lo, err := first(from)
+		if err != nil {
+			return err
+		}
+		hi, err := first(to)
+		if err != nil {
+			return err
+		}
+		// Copy the window's records out undecoded; they are decoded (and
+		// checked against the window) outside the transaction.
+		for i := lo; i < hi; i++ {
+			if v := b.Get(key(i)); v != nil {
+				raws = append(raws, append([]byte(nil), v...))
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	briefs := make([]approvalBrief, len(raws))
+	errs := make([]error, len(raws))
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(raws)/256))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(raws); i += workers {
+				errs[i] = json.Unmarshal(raws[i], &briefs[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i := range briefs {
+		if errs[i] != nil {
+			return fmt.Errorf("approval record: %w", errs[i])
+		}
+		if c := briefs[i].CreatedAt; c.Before(from) || !c.Before(to) {
+			continue
+		}
+		if err := fn(briefs[i].approval()); err != nil {
+			return err
+		}
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // MonthCosts returns the cost entries whose billing day is in month

@@ -39,5 +39,6 @@ func mountDashboard(h *webhooks.Handler, st *store.Store, costs budgetSource, se
 	r.Handle("/dashboard/link/{token}", h.Route(nil, d.HandleLinkUse)).Methods(http.MethodPost)
 	r.Handle("/dashboard/static/{file}", h.Route(nil, d.HandleStatic)).Methods(http.MethodGet)
 	r.Handle("/api/v1/stats", h.Route(pipelines, d.HandleStats)).Methods(http.MethodGet)
+	d.Warm() // the first page view does not wait for the index walks
 	return d
 }

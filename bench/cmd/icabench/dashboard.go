@@ -233,7 +233,7 @@ func dashboardBench(ctx context.Context, c dashConfig, stdout io.Writer) (int, e
 		api = append(api, d)
 	}
 	slices.Sort(api)
-	fmt.Fprintf(stdout, "GET /dashboard: first (cold cache) %.1f ms, %d KB; then %d requests p50 %.2f ms, p99 %.2f ms; with a pipeline filter %.2f ms; GET /api/v1/stats p50 %.2f ms\n",
+	fmt.Fprintf(stdout, "GET /dashboard: first %.1f ms, %d KB; then %d requests p50 %.2f ms, p99 %.2f ms; with a pipeline filter %.2f ms; GET /api/v1/stats p50 %.2f ms\n",
 		bench.Ms(first), size/1024, len(page), bench.Ms(bench.Percentile(page, 50)), bench.Ms(bench.Percentile(page, 99)),
 		bench.Ms(filtered), bench.Ms(bench.Percentile(api, 50)))
 
@@ -241,10 +241,10 @@ func dashboardBench(ctx context.Context, c dashConfig, stdout io.Writer) (int, e
 	ok := bench.PrintFigures(stdout, fmt.Sprintf("dashboard: ledger of %d runs", allKeys), []bench.Figure{
 		{Name: "GET /dashboard p50", Value: bench.Ms(bench.Percentile(page, 50)), Unit: "ms", Target: "< 200", Baseline: base, Pass: bench.Below(200)},
 		{Name: "GET /dashboard p99", Value: bench.Ms(bench.Percentile(page, 99)), Unit: "ms", Target: "< 200", Baseline: base, Pass: bench.Below(200)},
-		{Name: "GET /dashboard, cold cache", Value: bench.Ms(first), Unit: "ms", Target: "< 200", Baseline: base, Pass: bench.Below(200),
-			Note: "the first request after start or after the 30 s cache expired: index walks + figures + HTML"},
+		{Name: "GET /dashboard, first request", Value: bench.Ms(first), Unit: "ms", Baseline: base,
+			Note: "sent the moment the server listens, so it waits for the start-up load on a cold OS page cache; the server loads its figures in the background at start, and refreshes them in the background (stale-while-revalidate) after 30 s"},
 		{Name: "in process, no cache p50", Value: bench.Ms(bench.Percentile(cold, 50)), Unit: "ms", Baseline: base,
-			Note: fmt.Sprintf("%d runs in the 30-day window, %d approvals in the 8-week window", runsInWindow, apprInWindow)},
+			Note: fmt.Sprintf("one full load (index walks) + figures + HTML, what a background refresh costs: %d runs in the 30-day window, %d approvals in the 8-week window", runsInWindow, apprInWindow)},
 		{Name: "in process, no cache max", Value: bench.Ms(cold[len(cold)-1]), Unit: "ms", Baseline: base},
 		{Name: "raw scan, whole index", Value: bench.Ms(all), Unit: "ms", Note: fmt.Sprintf("%d keys: what a page that scanned everything would pay at least", allKeys)},
 	})
