@@ -212,10 +212,7 @@ func TestMain_CrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a subprocess")
 	}
-	bin := filepath.Join(t.TempDir(), "ica")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := buildICA(t)
 	dir := t.TempDir()
 
 	type ack struct{ run, event string }
