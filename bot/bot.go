@@ -62,6 +62,10 @@ type Bot struct {
 	log    *slog.Logger
 	budget BudgetSource
 
+	budgetMu    sync.Mutex
+	budgetCache *ica.Budget
+	budgetAt    time.Time
+
 	mu       sync.RWMutex
 	me       *model.User
 	teamID   string

@@ -59,12 +59,24 @@ func (b *Bot) budgetLine(now time.Time) string {
 	if b.budget == nil {
 		return "no budget data"
 	}
+	// Every card render and click reply shows the line: compute it at most
+	// once a second rather than once per card.
+	b.budgetMu.Lock()
+	defer b.budgetMu.Unlock()
+	if b.budgetCache != nil && now.Sub(b.budgetAt) < time.Second && !now.Before(b.budgetAt) {
+		return formatBudget(b.budgetCache, now)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	bud, err := b.budget.Budget(ctx)
 	if err != nil {
 		return "budget unavailable"
 	}
+	b.budgetCache, b.budgetAt = bud, now
+	return formatBudget(bud, now)
+}
+
+func formatBudget(bud *ica.Budget, now time.Time) string {
 	if bud.MonthlyBudget <= 0 {
 		return "no budget configured"
 	}

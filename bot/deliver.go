@@ -107,8 +107,10 @@ func (b *Bot) createCard(ctx context.Context, msg *ica.OutboxMessage, a *ica.App
 }
 
 // pendingID is the client-side id Mattermost uses to drop a repeated create.
+// It must differ per approval: approvals created in the same millisecond
+// must not share a card.
 func (b *Bot) pendingID(a *ica.Approval) string {
-	return b.botUser().Id + ":" + fmt.Sprint(a.CreatedAt.UnixMilli())
+	return b.botUser().Id + ":" + a.ID
 }
 
 // updateCard re-renders the card from the approval as it is now, sending

@@ -109,7 +109,17 @@ type Store struct {
 
 	// beforeCommit is a test seam that fails a transaction just before commit.
 	beforeCommit func() error
+
+	// releasePages makes long scans hand the mapped pages they read back to
+	// the kernel (see ReleasePagesWhileScanning).
+	releasePages bool
 }
+
+// ReleasePagesWhileScanning makes ScanLedger drop the ledger's mapped pages
+// from the process after each page of entries. A one-shot reader of a large
+// ledger (ica export) then stays small: the pages stay in the page cache
+// and are faulted back in when needed.
+func (s *Store) ReleasePagesWhileScanning() { s.releasePages = true }
 
 // Open opens (or creates) the ledger at path. It fails fast when another
 // process holds the file, and refuses a truncated or corrupted file without

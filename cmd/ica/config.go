@@ -99,6 +99,11 @@ type Config struct {
 	PagerDuty struct {
 		RoutingKey string `yaml:"routing_key"`
 		URL        string `yaml:"url"`
+		// EventsPerMinute and Burst bound the events sent per routing key
+		// (default 100/min, burst 20: under PagerDuty's 120/min)
+		// (ICA_PAGERDUTY_EVENTS_PER_MINUTE, ICA_PAGERDUTY_BURST).
+		EventsPerMinute int `yaml:"events_per_minute"`
+		Burst           int `yaml:"burst"`
 	} `yaml:"pagerduty"`
 
 	Budget struct {
@@ -200,6 +205,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_ONCALL_CHANNEL", &c.Alerts.OnCallChannel)
 	str("ICA_PAGERDUTY_ROUTING_KEY", &c.PagerDuty.RoutingKey)
 	str("ICA_PAGERDUTY_URL", &c.PagerDuty.URL)
+	for env, dst := range map[string]*int{"ICA_PAGERDUTY_EVENTS_PER_MINUTE": &c.PagerDuty.EventsPerMinute, "ICA_PAGERDUTY_BURST": &c.PagerDuty.Burst} {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%s=%q is not a whole number", env, v)
+			}
+			*dst = n
+		}
+	}
 	str("ICA_BLOB_CONNECTION_STRING", &c.Blob.ConnectionString)
 	str("ICA_BLOB_ACCOUNT_URL", &c.Blob.AccountURL)
 	str("ICA_BLOB_CONTAINER", &c.Blob.Container)

@@ -130,6 +130,7 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 			tmp.Close()
 			return err
 		}
+		st.ReleasePagesWhileScanning() // a one-shot reader: stay small on a large ledger
 		_, err = ledgerExporter{st: st, key: key, clock: ica.SystemClock{}}.Export(ctx,
 			slashcmds.ExportQuery{From: f, To: t, Format: *format, Pipeline: *pipeline}, bw)
 		st.Close()

@@ -174,7 +174,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Warn("PagerDuty delivery disabled: ICA_PAGERDUTY_ROUTING_KEY is not set")
 		deps.Degraded["pagerduty"] = func(context.Context) error { return errors.New("not configured") }
 	} else {
-		pd, err := alerts.NewPagerDutyDeliverer(alerts.PagerDutyConfig{URL: cfg.PagerDuty.URL, RoutingKey: cfg.PagerDuty.RoutingKey, Clock: clock})
+		pd, err := alerts.NewPagerDutyDeliverer(alerts.PagerDutyConfig{URL: cfg.PagerDuty.URL, RoutingKey: cfg.PagerDuty.RoutingKey, Clock: clock,
+			EventsPerMinute: cfg.PagerDuty.EventsPerMinute, Burst: cfg.PagerDuty.Burst})
 		if err != nil {
 			st.Close()
 			return fmt.Errorf("pagerduty: %s", ica.ErrorMessage(err))

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package store
+
+// releaseMapped is a no-op where madvise is not available.
+func (s *Store) releaseMapped() {}
