@@ -3,14 +3,13 @@
 
 GO ?= go
 BENCH_FLAGS ?=
-# Per-scenario flags (e.g. CLICKS_FLAGS='-approvals 500' for a short run).
-# clicks runs 1,000 approvals (and a 1-clicker baseline of 1,000) here: every
-# card render decodes every pending approval (the budget line), so a click
-# costs O(pending) and 10,000 would take hours; `icabench clicks` alone
-# defaults to the target's 10,000.
-CLICKS_FLAGS ?= -approvals 1000 -baseline-approvals 1000
+# Per-scenario flags for shorter runs, e.g. CLICKS_FLAGS='-approvals 500'
+# EXPORT_FLAGS='-runs 100000'; empty flags run each target's full size.
+CLICKS_FLAGS ?=
 ALERTS_FLAGS ?=
 EXPORT_FLAGS ?=
+COLDSTART_FLAGS ?=
+DASHBOARD_FLAGS ?=
 
 .PHONY: run test bench lint build
 
@@ -34,6 +33,8 @@ bench:
 	$(GO) run ./bench/cmd/icabench clicks $(CLICKS_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench alerts $(ALERTS_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench export $(EXPORT_FLAGS) || rc=1; \
+	$(GO) run ./bench/cmd/icabench coldstart $(COLDSTART_FLAGS) || rc=1; \
+	$(GO) run ./bench/cmd/icabench dashboard $(DASHBOARD_FLAGS) || rc=1; \
 	exit $$rc
 
 lint:
