@@ -233,7 +233,7 @@ func clicks(ctx context.Context, c clicksConfig, stdout io.Writer) (int, error) 
 		all := append(append([]*clickRep{}, four...), one...)
 		figs = append(figs, bench.Figure{Name: "concurrently requested approvals with a card of their own", Value: med(all, func(r *clickRep) float64 { return float64(c.probe - r.probeShared) }),
 			Target: fmt.Sprintf("%d of %d", c.probe, c.probe), Pass: func(v float64) bool { return int(v) == c.probe },
-			Note: "approvals requested within the same millisecond get the same pending_post_id (bot/deliver.go pendingID: bot id + CreatedAt in ms); Mattermost then returns the first card instead of posting another, so they share one card (clicks decide the other approval, updates overwrite it). The clicked approvals above are requested 1 ms apart to keep clear of this"})
+			Note: "approvals requested at the same moment must each get a card of their own (the card's pending_post_id is made from the approval id; one made from the creation time made Mattermost return one card for several approvals)"})
 	}
 	title := fmt.Sprintf("clicks — medians of %d repetition(s): %d approvals x 4 clickers vs %d x 1 clicker, %d approvals in flight",
 		c.reps, c.approvals, c.baseline, c.inflight)
@@ -318,10 +318,7 @@ func clicksRep(ctx context.Context, c clicksConfig, bin, dataDir string, n, clic
 		}
 		return a.ID, nil
 	}
-	// One at a time and more than 1 ms apart: two approvals created in the
-	// same millisecond get the same Mattermost pending_post_id (bot/deliver.go
-	// pendingID) and share one card. The probe below shows it; the clicked
-	// approvals avoid it so the clicks measure what they are meant to.
+	// One at a time: the concurrent case is the probe's (below).
 	for i := range aps {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -331,7 +328,6 @@ func clicksRep(ctx context.Context, c clicksConfig, bin, dataDir string, n, clic
 			return nil, err
 		}
 		aps[i].id = id
-		time.Sleep(1100 * time.Microsecond)
 	}
 	r.setup = time.Since(start)
 	// The probe: approvals requested concurrently (32 pipelines at once),
