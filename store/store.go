@@ -74,6 +74,11 @@ type Options struct {
 	OpenTimeout time.Duration
 	// MaxBatch bounds how many writes share one commit (default 256).
 	MaxBatch int
+	// ReleaseMappedEvery, when set, hands the ledger's mapped pages back to
+	// the kernel at most this often (after a commit): the server's resident
+	// memory then stays near what it allocates itself instead of growing
+	// with every page of the file it has read. Pages stay in the page cache.
+	ReleaseMappedEvery time.Duration
 	// Gates are policy checks run inside the transaction that creates an
 	// approval (budget, deployment freeze); an error refuses the request.
 	Gates []ApprovalGate
@@ -113,6 +118,7 @@ type Store struct {
 	// releasePages makes long scans hand the mapped pages they read back to
 	// the kernel (see ReleasePagesWhileScanning).
 	releasePages bool
+	lastRelease  time.Time // writer goroutine only
 }
 
 // ReleasePagesWhileScanning makes ScanLedger drop the ledger's mapped pages

@@ -98,6 +98,12 @@ func (s *Store) commit(batch []*writeReq) {
 			if s.opt.ObserveCommit != nil {
 				s.opt.ObserveCommit(time.Since(start))
 			}
+			if every := s.opt.ReleaseMappedEvery; every > 0 {
+				if now := time.Now(); now.Sub(s.lastRelease) >= every {
+					s.releaseMapped()
+					s.lastRelease = now
+				}
+			}
 			woke := false
 			for _, r := range batch {
 				if r.enqueued && !woke && s.opt.OnEnqueue != nil {

@@ -99,13 +99,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var sched *scheduler.Scheduler
 	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
 		Clock: clock, Key: key, Logger: log, Notifier: notifier,
-		ApprovalTimeout:  func(target string) time.Duration { return cfg.target(target).Timeout },
-		FinanceThreshold: cfg.Budget.FinanceThreshold,
-		OnEnqueue:        func() { disp.Notify(); sched.Notify() },
-		ObserveCommit:    func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
-		Gates:            []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
-		RouteAlert:       alertRouter(&cfg.Alerts.Routing, pdEnabled),
-		Incidents:        incNotifier,
+		ApprovalTimeout:    func(target string) time.Duration { return cfg.target(target).Timeout },
+		FinanceThreshold:   cfg.Budget.FinanceThreshold,
+		OnEnqueue:          func() { disp.Notify(); sched.Notify() },
+		ObserveCommit:      func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
+		ReleaseMappedEvery: time.Second,
+		Gates:              []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
+		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
+		Incidents:          incNotifier,
 	})
 	if err != nil {
 		return err
