@@ -74,29 +74,11 @@ func runColdstart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func coldstart(ctx context.Context, c coldstartConfig, stdout io.Writer) (int, error) {
-	root, err := os.MkdirTemp(c.dir, "icabench-coldstart-")
+	root, bin, cleanup, err := scnPrepare(ctx, "coldstart", c.dir, c.keep, c.repo, c.bin, stdout)
 	if err != nil {
 		return 0, err
 	}
-	if c.keep {
-		fmt.Fprintln(stdout, "keeping", root)
-	} else {
-		defer os.RemoveAll(root)
-	}
-	bin := c.bin
-	if bin == "" {
-		repo := c.repo
-		if repo == "" {
-			wd, _ := os.Getwd()
-			if repo, err = bench.RepoRoot(wd); err != nil {
-				return 0, err
-			}
-		}
-		fmt.Fprintf(stdout, "building ica from %s ...\n", repo)
-		if bin, err = bench.BuildICA(ctx, repo, root); err != nil {
-			return 0, err
-		}
-	}
+	defer cleanup()
 	data := c.ledger
 	if data == "" {
 		data = filepath.Join(root, "data")

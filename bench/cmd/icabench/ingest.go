@@ -106,29 +106,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func ingest(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (int, error) {
-	root, err := os.MkdirTemp(c.dir, "icabench-ingest-")
+	root, bin, cleanup, err := scnPrepare(ctx, "ingest", c.dir, c.keep, c.repo, c.bin, stdout)
 	if err != nil {
 		return 0, err
 	}
-	if c.keep {
-		fmt.Fprintln(stdout, "keeping", root)
-	} else {
-		defer os.RemoveAll(root)
-	}
-	bin := c.bin
-	if bin == "" {
-		repo := c.repo
-		if repo == "" {
-			wd, _ := os.Getwd()
-			if repo, err = bench.RepoRoot(wd); err != nil {
-				return 0, err
-			}
-		}
-		fmt.Fprintf(stdout, "building ica from %s ...\n", repo)
-		if bin, err = bench.BuildICA(ctx, repo, root); err != nil {
-			return 0, err
-		}
-	}
+	defer cleanup()
 	fmt.Fprintf(stdout, "ingest: %d clients, runs of start + %d events + finish, %s measured after %s warm-up, %d repetitions, run ids %s\n",
 		c.clients, c.events, c.duration, c.warmup, c.reps, c.runIDs)
 	fmt.Fprintf(stdout, "machine: %d CPUs (GOMAXPROCS %d), %s; temp dir %s (%s)\n",
