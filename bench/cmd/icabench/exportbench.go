@@ -174,7 +174,7 @@ func exportBench(ctx context.Context, c exportConfig, stdout io.Writer) (int, er
 		{Name: "PDF export peak RSS", Value: rss("pdf"), Unit: "MB", Baseline: anon("pdf")},
 		{Name: "ledger generation (not a target)", Value: big.gen.Seconds(), Unit: "s", Baseline: fmt.Sprintf("%d entries", big.entries)},
 	}
-	title := fmt.Sprintf("export — medians of %d repetition(s); wall time of the real `ica export`/`ica verify` child processes (start-up, ledger open, checkpoint, export, self-verification included)", c.reps)
+	title := fmt.Sprintf("export — medians of %d repetition(s); wall time of the real `ica export`/`ica verify` child processes (start-up, ledger open, checkpoint, export; `ica verify` measured on its own)", c.reps)
 	ok := bench.PrintFigures(stdout, title, figs)
 	if !ok {
 		fmt.Fprintln(stdout, "RESULT: MISS")
