@@ -13,8 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +26,7 @@ import (
 	"github.com/ica-governance/ica/bot"
 	"github.com/ica-governance/ica/bot/mmtest"
 	"github.com/ica-governance/ica/freeze"
+	"github.com/ica-governance/ica/incidents"
 	"github.com/ica-governance/ica/outbox"
 	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
@@ -91,53 +90,6 @@ func newIncidentHarness(t *testing.T) *incidentHarness {
 	return h
 }
 
-// testIncidentNotifier is cmd/ica's incidentNotifier (serve.go), repeated
-// here because a test cannot import package main.
-type testIncidentNotifier struct {
-	freeze    *freeze.Policy
-	publicURL string
-}
-
-func (n testIncidentNotifier) IncidentMessages(tx store.ReadTx, c *store.IncidentChange) ([]*ica.OutboxMessage, error) {
-	out := bot.IncidentCardMessages(c.Cause, c.Next, c.Route.Channel, c.Route.Quiet)
-	if c.Next.Paged {
-		var ev *alerts.PagerDutyEvent
-		switch c.Cause {
-		case store.AlertOpened, store.AlertReopened:
-			e := alerts.TriggerEvent("", c.Alert, n.publicURL+"/incidents/"+c.Next.ID+"/card")
-			ev = &e
-		case store.CauseAcknowledged:
-			e := alerts.AcknowledgeEvent("", c.Next.PagerDutyKey)
-			ev = &e
-		case store.AlertResolved, store.CauseResolvedByUser:
-			e := alerts.ResolveEvent("", c.Next.PagerDutyKey)
-			ev = &e
-		}
-		if ev != nil {
-			m, err := alerts.NewEventMessage(*ev, strconv.Itoa(c.Next.Version))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
-		}
-	}
-	was := c.Prev != nil && n.freeze.Severe(c.Prev) && !c.PrevOverridden
-	now := n.freeze.Severe(c.Next) && !c.Overridden
-	if was != now {
-		targets := n.freeze.Targets(c.Next)
-		err := tx.PendingApprovals(func(a *ica.Approval) error {
-			if slices.Contains(targets, a.Target) {
-				out = append(out, bot.ApprovalCardUpdate(a.ID, fmt.Sprintf("%s:card:freeze:%s:v%d:f%d:%t", a.ID, c.Next.ID, c.Next.Version, c.Next.Fired, now)))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 type testFreezeInfo struct {
 	p  *freeze.Policy
 	st *store.Store
@@ -162,7 +114,7 @@ func (h *incidentHarness) start() {
 			r := routing.Route(a)
 			return store.AlertRoute{Page: r.PagerDuty, Drop: r.Drop, Channel: r.Channel, Quiet: r.Quiet}
 		},
-		Incidents: testIncidentNotifier{freeze: h.freeze, publicURL: h.srv.URL},
+		Incidents: incidents.Notifier{Mattermost: true, PagerDuty: true, Freeze: h.freeze, PublicURL: h.srv.URL},
 		Gates:     []store.ApprovalGate{func(tx store.ReadTx, a *ica.Approval) error { return h.freeze.Check(tx.(store.IncidentReadTx), a) }},
 	})
 	require.NoError(t, err)

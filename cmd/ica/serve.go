@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/ica-governance/ica/bot"
 	"github.com/ica-governance/ica/cost"
 	"github.com/ica-governance/ica/freeze"
+	"github.com/ica-governance/ica/incidents"
 	"github.com/ica-governance/ica/outbox"
 	icapipelines "github.com/ica-governance/ica/pipelines"
 	"github.com/ica-governance/ica/scheduler"
@@ -93,7 +92,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	// Alerts and incidents: routing, paging, cards, deployment freeze.
 	fz := freeze.New(cfg.Freeze)
 	pdEnabled := cfg.PagerDuty.RoutingKey != ""
-	incNotifier := incidentNotifier{mm: mmEnabled, pd: pdEnabled, freeze: fz, publicURL: strings.TrimRight(cfg.PublicURL, "/")}
+	incNotifier := incidents.Notifier{Mattermost: mmEnabled, PagerDuty: pdEnabled, Freeze: fz, PublicURL: strings.TrimRight(cfg.PublicURL, "/")}
 
 	var disp *outbox.Dispatcher
 	var sched *scheduler.Scheduler
@@ -417,65 +416,6 @@ func (f freezeInfo) IncidentFreezes(inc *ica.Incident) []string {
 		return nil
 	}
 	return f.policy.Targets(inc)
-}
-
-// incidentNotifier composes the outbox messages of an incident change: the
-// Mattermost card, the PagerDuty event (trigger on fire, acknowledge and
-// resolve from the card, resolve when Azure resolves), and a card.update of
-// every pending approval whose target's freeze starts or ends.
-type incidentNotifier struct {
-	mm, pd    bool
-	freeze    *freeze.Policy
-	publicURL string
-}
-
-func (n incidentNotifier) IncidentMessages(tx store.ReadTx, c *store.IncidentChange) ([]*ica.OutboxMessage, error) {
-	var out []*ica.OutboxMessage
-	if n.mm {
-		out = append(out, bot.IncidentCardMessages(c.Cause, c.Next, c.Route.Channel, c.Route.Quiet)...)
-	}
-	if n.pd && c.Next.Paged {
-		var ev *alerts.PagerDutyEvent
-		switch c.Cause {
-		case store.AlertOpened, store.AlertReopened:
-			cardURL := ""
-			if n.mm && n.publicURL != "" {
-				cardURL = n.publicURL + "/incidents/" + c.Next.ID + "/card"
-			}
-			e := alerts.TriggerEvent("", c.Alert, cardURL)
-			ev = &e
-		case store.CauseAcknowledged:
-			e := alerts.AcknowledgeEvent("", c.Next.PagerDutyKey)
-			ev = &e
-		case store.AlertResolved, store.CauseResolvedByUser:
-			e := alerts.ResolveEvent("", c.Next.PagerDutyKey)
-			ev = &e
-		}
-		if ev != nil {
-			m, err := alerts.NewEventMessage(*ev, strconv.Itoa(c.Next.Version))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
-		}
-	}
-	if n.mm && n.freeze.Enabled() {
-		was := c.Prev != nil && n.freeze.Severe(c.Prev) && !c.PrevOverridden
-		now := n.freeze.Severe(c.Next) && !c.Overridden
-		if was != now {
-			targets := n.freeze.Targets(c.Next)
-			err := tx.PendingApprovals(func(a *ica.Approval) error {
-				if slices.Contains(targets, a.Target) {
-					out = append(out, bot.ApprovalCardUpdate(a.ID, fmt.Sprintf("%s:card:freeze:%s:v%d:f%d:%t", a.ID, c.Next.ID, c.Next.Version, c.Next.Fired, now)))
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
 }
 
 // alertWiring builds the alert endpoints' dependencies.
