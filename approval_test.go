@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
 )
 
 var (
-	t0       = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	t0       = testclock.At(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	deadline = t0.Add(ica.DefaultApprovalTimeout)
 
 	alice = ica.Decider{UserID: "uid-alice", Username: "alice"}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/mattermost/mattermost/server/public/model"
 	"github.com/stretchr/testify/require"
 
@@ -53,7 +55,7 @@ type harness struct {
 
 func newHarness(t *testing.T, tweak func(c *bot.Config)) *harness {
 	t.Helper()
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	mm := mmtest.New(t, mmtest.WithClock(clock))
 	mm.AddTeam("ica")
 	mm.AddChannel("ica", "deployments")

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica/dashboard"
+	"github.com/ica-governance/ica/internal/testclock"
 )
 
 // artifactDir is where screenshots are kept: ICA_ARTIFACTS, or the
@@ -83,7 +84,10 @@ func TestBrowser_Dashboard(t *testing.T) {
 	}
 	b := startChromium(t)
 	began := time.Now()
-	st, clock := demoLedger(t, time.Now())
+	// The ledger's "now" is a named date (or ICA_TEST_NOW), never the real
+	// one: what the page shows depends on the day of the month.
+	end := testclock.Start(t, time.Date(2026, 11, 27, 15, 4, 0, 0, time.UTC))
+	st, clock := demoLedger(t, end)
 	t.Logf("demo ledger: %d entries in %s", st.LedgerEntries(), time.Since(began).Round(time.Millisecond))
 	s := newServer(t, st, clock, 10000, 0.95)
 	art := artifactDir(t)
@@ -149,7 +153,7 @@ func TestBrowser_Dashboard(t *testing.T) {
 		require.Equal(t, []string{"Spend this month against the budget", "Unresolved incidents by severity",
 			"Time to decision per week", "Runs per day by status"}, f.Charts, "each chart drawn once, at this width")
 		require.Greater(t, f.RunBars, 60, "30 days of stacked bars")
-		require.Greater(t, f.BudgetPts, 20, "a point per day of the month")
+		require.Equal(t, end.Day(), f.BudgetPts, "a point per elapsed day of the month")
 		require.Equal(t, 20, f.LedgerRows)
 		require.Equal(t, 64, f.HashLen, "full SHA-256 hashes")
 		require.Equal(t, 2, f.Pending)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
@@ -53,7 +55,7 @@ func (p *fakePeer) delivered() []string {
 }
 
 func setup(t *testing.T, peer ica.Deliverer) (*store.Store, *outbox.Dispatcher, *ica.FakeClock) {
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	var d *outbox.Dispatcher
 	s, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key,

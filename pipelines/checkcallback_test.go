@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
@@ -60,7 +62,7 @@ func TestCheck_CallbackModeEndToEnd(t *testing.T) {
 	adoSrv := httptest.NewServer(ado)
 	defer adoSrv.Close()
 
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var disp *outbox.Dispatcher

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
@@ -19,7 +21,7 @@ import (
 )
 
 func TestScheduler_Tick_RemindsOnceThenExpires(t *testing.T) {
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key})
 	require.NoError(t, err)
@@ -65,7 +67,7 @@ func TestScheduler_Tick_RemindsOnceThenExpires(t *testing.T) {
 }
 
 func TestScheduler_StartStop_WakesAtTheDeadline(t *testing.T) {
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key,
 		ApprovalTimeout: func(string) time.Duration { return 30 * time.Second }})

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
@@ -65,7 +67,7 @@ func (jwtStub) ValidateToken(ctx context.Context, raw string) (string, error) {
 
 func newAlertEnv(t *testing.T) *alertEnv {
 	t.Helper()
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	routing := &alerts.RoutingConfig{}
 	pol := freeze.New(freeze.Config{Targets: map[string]freeze.Scope{ica.TargetProduction: {ResourceGroups: []string{"rg-prod"}}}})

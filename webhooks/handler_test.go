@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/internal/testclock"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -39,7 +41,7 @@ type env struct {
 
 func newEnv(t testing.TB, rate float64) *env {
 	t.Helper()
-	clock := ica.NewFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key})
 	require.NoError(t, err)
@@ -170,6 +172,7 @@ func TestAPI_RunLifecycle(t *testing.T) {
 
 func TestAPI_ListRuns_Cursor(t *testing.T) {
 	e := newEnv(t, 0)
+	t0 := e.clock.Now()
 	for i := range 7 {
 		e.startRun(fmt.Sprintf("r%d", i))
 		e.clock.Advance(time.Minute)
@@ -190,7 +193,7 @@ func TestAPI_ListRuns_Cursor(t *testing.T) {
 		path = "/api/v1/runs?limit=3&pipeline=payments&cursor=" + next
 	}
 	require.Len(t, seen, 7)
-	r := e.do("GET", "/api/v1/runs?from=2026-11-02T09:02:00Z&to=2026-11-02T09:04:00Z", pipelineToken, nil)
+	r := e.do("GET", "/api/v1/runs?from="+t0.Add(2*time.Minute).Format(time.RFC3339)+"&to="+t0.Add(4*time.Minute).Format(time.RFC3339), pipelineToken, nil)
 	require.Equal(t, 200, r.status)
 	require.Len(t, r.body["runs"], 2)
 }
