@@ -186,7 +186,10 @@ func TestBrowser_Dashboard(t *testing.T) {
 	refused := func(what, text string) {
 		t.Helper()
 		// Past the link's own "continue" page: the answer to its POST.
-		b.waitFor(`document.readyState === "complete" && document.querySelector("main.message h1") && !document.getElementById("continue")`, 10*time.Second)
+		// Wait for the refusal itself: the link's page posts on its own, so
+		// an earlier page can match the shape while it navigates away.
+		textJS, _ := json.Marshal(text)
+		b.waitFor(`document.readyState === "complete" && document.querySelector("main.message h1") && !document.getElementById("continue") && document.body.innerText.includes(`+string(textJS)+`)`, 10*time.Second)
 		var body string
 		b.eval(`document.body.innerText`, &body)
 		require.Contains(t, body, text, what)

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -234,6 +235,16 @@ func (b *browser) takeProblems() []string {
 
 func (b *browser) call(method string, params any) json.RawMessage {
 	b.t.Helper()
+	res, err := b.tryCall(method, params)
+	if err != nil {
+		b.t.Fatalf("cdp %s: %v", method, err)
+	}
+	return res
+}
+
+// tryCall is call that returns the browser's error instead of failing the
+// test: polling tolerates a page that navigates while it is asked.
+func (b *browser) tryCall(method string, params any) (json.RawMessage, error) {
 	b.mu.Lock()
 	b.next++
 	id := b.next
@@ -244,21 +255,20 @@ func (b *browser) call(method string, params any) json.RawMessage {
 		params = map[string]any{}
 	}
 	if err := b.conn.WriteJSON(map[string]any{"id": id, "method": method, "params": params}); err != nil {
-		b.t.Fatalf("cdp %s: %v", method, err)
+		return nil, err
 	}
 	select {
 	case m, ok := <-ch:
 		if !ok {
-			b.t.Fatalf("cdp %s: connection closed", method)
+			return nil, errors.New("connection closed")
 		}
 		if m.Error != nil {
-			b.t.Fatalf("cdp %s: %s", method, m.Error.Message)
+			return nil, errors.New(m.Error.Message)
 		}
-		return m.Result
+		return m.Result, nil
 	case <-time.After(30 * time.Second):
-		b.t.Fatalf("cdp %s: no answer in 30 s", method)
+		return nil, errors.New("no answer in 30 s")
 	}
-	return nil
 }
 
 // eval evaluates a JavaScript expression and decodes its JSON value into out.
@@ -299,7 +309,7 @@ func (b *browser) waitFor(cond string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var ok bool
-		res := b.call("Runtime.evaluate", map[string]any{"expression": "Boolean(" + cond + ")", "returnByValue": true})
+		res, _ := b.tryCall("Runtime.evaluate", map[string]any{"expression": "Boolean(" + cond + ")", "returnByValue": true})
 		var r struct {
 			Result struct {
 				Value bool `json:"value"`

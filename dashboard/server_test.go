@@ -108,7 +108,9 @@ func do(t testing.TB, method, url string, hdr map[string]string, cookies ...*htt
 // end, for the browser test and its screenshots. It is deterministic.
 func demoLedger(tb testing.TB, end time.Time) (*store.Store, *ica.FakeClock) {
 	end = end.UTC().Truncate(time.Minute)
-	begin := end.AddDate(0, 0, -58)
+	// Days start at midnight UTC, so each day of the end's month gets its
+	// cost at 00:00 whatever time of day the ledger ends.
+	begin := end.AddDate(0, 0, -58).Truncate(24 * time.Hour)
 	st, clock := openStore(tb, begin)
 	b := &ledgerBuilder{tb: tb, st: st, clock: clock, ctx: context.Background()}
 	rng := rand.New(rand.NewPCG(7, 11))
