@@ -25,6 +25,9 @@ type OutboxMessage struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	NextAttempt time.Time       `json:"next_attempt"`
 	LastError   string          `json:"last_error,omitempty"`
+	// ClaimedBy and ClaimedUntil are the lease of the replica delivering it.
+	ClaimedBy    string    `json:"claimed_by,omitempty"`
+	ClaimedUntil time.Time `json:"claimed_until,omitzero"`
 }
 
 // Deliverer sends one outbox message. retry reports whether a failure is

@@ -2,13 +2,19 @@
 // destination, with exponential backoff and jitter, keeping order per
 // OrderKey. Delivery is at least once: a message is removed only after its
 // Deliverer succeeded, so deliverers use the message Key to stay idempotent.
+// Several replicas may deliver from one store: each claims the messages it
+// is about to deliver with a lease kept in the store, so a message is in one
+// replica's hands at a time and a dead replica's claims are taken over when
+// their lease ends.
 package outbox
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -17,7 +23,11 @@ import (
 
 // Queue is the part of the store the dispatcher needs.
 type Queue interface {
-	PendingOutbox(ctx context.Context, dest string, limit int) ([]*ica.OutboxMessage, error)
+	// ClaimOutbox claims up to limit due messages of dest for owner for
+	// lease (only the oldest undelivered message of each OrderKey), and
+	// says when the next message not claimable now is due.
+	ClaimOutbox(ctx context.Context, dest, owner string, lease time.Duration, limit int) ([]*ica.OutboxMessage, time.Time, error)
+	ReleaseOutbox(ctx context.Context, dest string, id uint64) error
 	CompleteOutbox(ctx context.Context, dest string, id uint64) error
 	RetryOutbox(ctx context.Context, dest string, id uint64, next time.Time, lastErr string) error
 	FailOutbox(ctx context.Context, dest string, id uint64, reason string) error
@@ -29,7 +39,12 @@ type Policy struct {
 	MaxDelay    time.Duration // cap (default 5m)
 	MaxAttempts int           // then the message is dead-lettered (default 300: about a day at the 5m cap)
 	Timeout     time.Duration // per delivery attempt (default 15s)
-	BatchSize   int           // messages read per pass (default 100)
+	BatchSize   int           // messages claimed at a time (default 20)
+	// Lease is how long a claim keeps a message from other replicas
+	// (default 30s); it must exceed Timeout.
+	Lease time.Duration
+	// Owner names this replica in claims (default: host name and a random suffix).
+	Owner string
 }
 
 func (p *Policy) defaults() {
@@ -46,7 +61,17 @@ func (p *Policy) defaults() {
 		p.Timeout = 15 * time.Second
 	}
 	if p.BatchSize == 0 {
-		p.BatchSize = 100
+		p.BatchSize = 20
+	}
+	if p.Lease == 0 {
+		p.Lease = 30 * time.Second
+	}
+	if p.Lease <= p.Timeout {
+		p.Lease = 2 * p.Timeout
+	}
+	if p.Owner == "" {
+		host, _ := os.Hostname()
+		p.Owner = fmt.Sprintf("%s-%08x", host, rand.Uint32())
 	}
 }
 
@@ -168,53 +193,40 @@ func (d *Dispatcher) run(w *worker) {
 	}
 }
 
-// pass delivers every due message once, in id order, skipping messages whose
-// OrderKey has an earlier message still waiting. It returns when the next
-// not-yet-due message is due (zero: nothing waiting).
+// pass claims and delivers due messages until none is claimable, keeping
+// order per OrderKey (the store hands out only the oldest undelivered
+// message of a key). It returns when the next message not claimable now is
+// due (zero: nothing waiting).
 func (d *Dispatcher) pass(w *worker) (time.Time, error) {
 	for {
-		msgs, err := d.q.PendingOutbox(d.ctx, w.dest, d.policy.BatchSize)
+		msgs, next, err := d.q.ClaimOutbox(d.ctx, w.dest, d.policy.Owner, d.policy.Lease, d.policy.BatchSize)
 		if err != nil {
 			return time.Time{}, err
 		}
-		var next time.Time
-		blocked := map[string]bool{}
-		progressed := false
-		for _, m := range msgs {
-			if d.ctx.Err() != nil {
-				return time.Time{}, nil
-			}
-			if m.OrderKey != "" && blocked[m.OrderKey] {
-				continue
-			}
-			now := d.clock.Now()
-			if m.NextAttempt.After(now) {
-				if next.IsZero() || m.NextAttempt.Before(next) {
-					next = m.NextAttempt
-				}
-				if m.OrderKey != "" {
-					blocked[m.OrderKey] = true
-				}
-				continue
-			}
-			ok, retryAt := d.deliver(w, m)
-			if ok {
-				progressed = true
-				continue
-			}
-			if m.OrderKey != "" {
-				blocked[m.OrderKey] = true
-			}
-			if !retryAt.IsZero() && (next.IsZero() || retryAt.Before(next)) {
-				next = retryAt
-			}
-		}
-		// A full batch with progress may have more behind it.
-		if len(msgs) < d.policy.BatchSize || !progressed {
-			if len(msgs) == d.policy.BatchSize && next.IsZero() {
-				next = d.clock.Now().Add(d.policy.BaseDelay)
-			}
+		if len(msgs) == 0 {
 			return next, nil
+		}
+		leaseEnds := d.clock.Now().Add(d.policy.Lease)
+		for i, m := range msgs {
+			if d.ctx.Err() != nil || d.clock.Now().Add(d.policy.Timeout).After(leaseEnds) {
+				// Shutting down, or the lease could end mid-attempt: give
+				// the rest back (claimed again at once by the next pass).
+				d.release(w, msgs[i:])
+				break
+			}
+			d.deliver(w, m)
+		}
+		if d.ctx.Err() != nil {
+			return time.Time{}, nil
+		}
+	}
+}
+
+func (d *Dispatcher) release(w *worker, msgs []*ica.OutboxMessage) {
+	bg := context.WithoutCancel(d.ctx)
+	for _, m := range msgs {
+		if err := d.q.ReleaseOutbox(bg, w.dest, m.ID); err != nil {
+			d.log.Warn("outbox: could not release a claim (it ends with its lease)", "destination", w.dest, "id", m.ID, "err", err)
 		}
 	}
 }
@@ -236,7 +248,8 @@ func (d *Dispatcher) deliver(w *worker, m *ica.OutboxMessage) (bool, time.Time) 
 		return true, time.Time{}
 	}
 	if d.ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return false, time.Time{} // shutting down: the attempt does not count
+		d.release(w, []*ica.OutboxMessage{m}) // shutting down: the attempt does not count
+		return false, time.Time{}
 	}
 	attempts := m.Attempts + 1
 	if !retry || attempts >= d.policy.MaxAttempts {

@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
 
-func getApproval(tx *bolt.Tx, id string) (*ica.Approval, error) {
+func getApproval(tx Tx, id string) (*ica.Approval, error) {
 	return getJSON[ica.Approval](tx.Bucket(bucketApprovals), []byte(id))
 }
 
-func mustApproval(tx *bolt.Tx, id string) (*ica.Approval, error) {
+func mustApproval(tx Tx, id string) (*ica.Approval, error) {
 	a, err := getApproval(tx, id)
 	if err != nil {
 		return nil, err
@@ -31,7 +30,7 @@ func mustApproval(tx *bolt.Tx, id string) (*ica.Approval, error) {
 func deadlineKey(a *ica.Approval) []byte { return join(timeKey(a.ExpiresAt), []byte(a.ID)) }
 
 // putApproval stores a and keeps the deadline index to the approvals still open.
-func putApproval(tx *bolt.Tx, prev, a *ica.Approval) error {
+func putApproval(tx Tx, prev, a *ica.Approval) error {
 	if prev != nil && !prev.Final() {
 		if err := tx.Bucket(bucketApprDeadline).Delete(deadlineKey(prev)); err != nil {
 			return err
@@ -51,13 +50,13 @@ type ReadTx interface {
 	PendingApprovals(fn func(a *ica.Approval) error) error
 }
 
-type readTx struct{ tx *bolt.Tx }
+type readTx struct{ tx Tx }
 
 func (r readTx) PendingApprovals(fn func(a *ica.Approval) error) error {
 	return forPending(r.tx, fn)
 }
 
-func forPending(tx *bolt.Tx, fn func(a *ica.Approval) error) error {
+func forPending(tx Tx, fn func(a *ica.Approval) error) error {
 	c := tx.Bucket(bucketApprDeadline).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		a, err := mustApproval(tx, string(k[8:]))
@@ -78,7 +77,7 @@ func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, ac
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
 		return err
 	})
@@ -95,7 +94,7 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 	if err := cb.Validate(); err != nil {
 		return nil, false, err
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
 		if err != nil {
 			return err
@@ -123,7 +122,7 @@ func checkMessage(a *ica.Approval, cb *ica.CheckCallback) *ica.OutboxMessage {
 }
 
 // checkMessages returns the callbacks to post for an approval that became final.
-func checkMessages(tx *bolt.Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
+func checkMessages(tx Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
 	var out []*ica.OutboxMessage
 	prefix := join([]byte(a.ID), sep)
 	c := tx.Bucket(bucketChecks).Cursor()
@@ -137,7 +136,7 @@ func checkMessages(tx *bolt.Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
 	return out, nil
 }
 
-func (s *Store) requestApprovalTx(tx *bolt.Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error) {
+func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error) {
 	r, err := mustRun(tx, in.RunID)
 	if err != nil {
 		return nil, false, err
@@ -200,7 +199,7 @@ func (s *Store) Approval(ctx context.Context, id string) (*ica.Approval, error) 
 		return nil, err
 	}
 	var a *ica.Approval
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
 		a, err = mustApproval(tx, id)
 		return err
@@ -211,7 +210,7 @@ func (s *Store) Approval(ctx context.Context, id string) (*ica.Approval, error) 
 // ApprovalByPost returns the approval whose card is the given Mattermost post.
 func (s *Store) ApprovalByPost(ctx context.Context, postID string) (*ica.Approval, error) {
 	var a *ica.Approval
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		id := tx.Bucket(bucketApprByPost).Get([]byte(postID))
 		if id == nil {
 			return ica.Errorf(ica.ENOTFOUND, "no approval card with post id %s", postID)
@@ -226,7 +225,7 @@ func (s *Store) ApprovalByPost(ctx context.Context, postID string) (*ica.Approva
 // LatestApproval returns the newest approval of a run.
 func (s *Store) LatestApproval(ctx context.Context, runID string) (*ica.Approval, error) {
 	var a *ica.Approval
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		prefix := join([]byte(runID), sep)
 		c := tx.Bucket(bucketApprByRun).Cursor()
 		k, _ := c.Seek(join(prefix, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
@@ -252,7 +251,7 @@ func (s *Store) LatestApproval(ctx context.Context, runID string) (*ica.Approval
 // approval as it is then (so two racing clicks see each other's effect).
 func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error) {
 	var out *ica.Approval
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		a, err := mustApproval(tx, id)
 		if err != nil {
@@ -279,7 +278,7 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 	return out, err
 }
 
-func (s *Store) recordTransition(tx *bolt.Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string) error {
+func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string) error {
 	data := map[string]any{"approval_id": n.ID, "run_id": n.RunID, "action": t.Action, "from": prev.Status,
 		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via}
 	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalTransition+n.Status, n.ID, actor, data); err != nil {
@@ -303,7 +302,7 @@ func (s *Store) recordTransition(tx *bolt.Tx, st *txState, prev, n *ica.Approval
 // in one transaction, and returns them.
 func (s *Store) ExpireDue(ctx context.Context) ([]*ica.Approval, error) {
 	var out []*ica.Approval
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		var due []string
 		c := tx.Bucket(bucketApprDeadline).Cursor()
@@ -334,7 +333,7 @@ func (s *Store) ExpireDue(ctx context.Context) ([]*ica.Approval, error) {
 // NextDeadline returns the earliest expiry among open approvals (zero when none).
 func (s *Store) NextDeadline(ctx context.Context) (time.Time, error) {
 	var t time.Time
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		if k, _ := tx.Bucket(bucketApprDeadline).Cursor().First(); k != nil {
 			t = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
 		}
@@ -346,7 +345,7 @@ func (s *Store) NextDeadline(ctx context.Context) (time.Time, error) {
 // PendingApprovals returns the approvals that are not final, by deadline.
 func (s *Store) PendingApprovals(ctx context.Context) ([]*ica.Approval, error) {
 	var out []*ica.Approval
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		return forPending(tx, func(a *ica.Approval) error {
 			out = append(out, a)
 			return nil
@@ -360,7 +359,7 @@ func (s *Store) PendingApprovals(ctx context.Context) ([]*ica.Approval, error) {
 // ledger. fn returns the ledger kind and data, or "" to record nothing.
 func (s *Store) UpdateApproval(ctx context.Context, id, actor string, fn func(a *ica.Approval) (kind string, data any, msgs []*ica.OutboxMessage, err error)) (*ica.Approval, error) {
 	var out *ica.Approval
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		a, err := mustApproval(tx, id)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -57,7 +56,7 @@ func (s *Store) Check() (*CheckReport, error) {
 	if err != nil {
 		rep.add("ledger: %v", err)
 	}
-	return rep, s.db.View(func(tx *bolt.Tx) error {
+	return rep, s.view(func(tx Tx) error {
 		seq, hash := readHead(tx)
 		rep.Head = hash
 		if prev != nil && (prev.Seq != seq || prev.Hash != hash) {
@@ -90,7 +89,7 @@ func (s *Store) Check() (*CheckReport, error) {
 	})
 }
 
-func (s *Store) checkRuns(tx *bolt.Tx, rep *CheckReport) {
+func (s *Store) checkRuns(tx Tx, rep *CheckReport) {
 	runs := map[string]*ica.Run{}
 	_ = tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
 		var r ica.Run
@@ -140,7 +139,7 @@ func (s *Store) checkRuns(tx *bolt.Tx, rep *CheckReport) {
 	}
 }
 
-func (s *Store) checkApprovals(tx *bolt.Tx, rep *CheckReport) {
+func (s *Store) checkApprovals(tx Tx, rep *CheckReport) {
 	open := map[string]bool{}
 	_ = tx.Bucket(bucketApprovals).ForEach(func(k, v []byte) error {
 		if k == nil || v == nil {

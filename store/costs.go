@@ -9,7 +9,6 @@ import (
 	"math"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -26,7 +25,7 @@ func costMonthKey(e *ica.CostEntry) []byte {
 
 // putCost stores e (replacing an entry with the same key) and reports
 // whether anything changed.
-func putCost(tx *bolt.Tx, e *ica.CostEntry) (prev *ica.CostEntry, changed bool, err error) {
+func putCost(tx Tx, e *ica.CostEntry) (prev *ica.CostEntry, changed bool, err error) {
 	b := tx.Bucket(bucketCosts)
 	prev, err = getJSON[ica.CostEntry](b, []byte(e.Key))
 	if err != nil {
@@ -54,7 +53,7 @@ func (s *Store) RecordCost(ctx context.Context, in *ica.CostInput, actor string)
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		out, created = nil, false
 		e := &ica.CostEntry{RunID: in.RunID, ResourceType: in.ResourceType, CostUSD: *in.CostUSD,
 			BillingPeriod: in.BillingPeriod, Source: "api", RecordedAt: st.now, Actor: actor}
@@ -96,7 +95,7 @@ func (s *Store) RecordCost(ctx context.Context, in *ica.CostInput, actor string)
 // UpsertCosts records costs synced from Azure Cost Management, idempotent per
 // key (scope, day, resource type); the changed entries are one ledger entry.
 func (s *Store) UpsertCosts(ctx context.Context, entries []*ica.CostEntry, actor string) (changed int, err error) {
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		changed = 0
 		var diffs []map[string]any
 		for _, e := range entries {
@@ -131,7 +130,7 @@ func (s *Store) UpsertCosts(ctx context.Context, entries []*ica.CostEntry, actor
 	return changed, err
 }
 
-func monthCosts(tx *bolt.Tx, month string, b *ica.Budget) error {
+func monthCosts(tx Tx, month string, b *ica.Budget) error {
 	prefix := join([]byte(month), sep)
 	c := tx.Bucket(bucketCostByMonth).Cursor()
 	costs := tx.Bucket(bucketCosts)
@@ -151,7 +150,7 @@ func monthCosts(tx *bolt.Tx, month string, b *ica.Budget) error {
 	return nil
 }
 
-func budgetTx(tx *bolt.Tx, now time.Time, monthly, threshold float64) (*ica.Budget, error) {
+func budgetTx(tx Tx, now time.Time, monthly, threshold float64) (*ica.Budget, error) {
 	b := &ica.Budget{Month: now.UTC().Format("2006-01"), MonthlyBudget: monthly, Threshold: threshold,
 		ByResourceType: map[string]float64{}}
 	if err := monthCosts(tx, b.Month, b); err != nil {
@@ -174,7 +173,7 @@ func budgetTx(tx *bolt.Tx, now time.Time, monthly, threshold float64) (*ica.Budg
 // Budget returns the current month's spend against the budget.
 func (s *Store) Budget(ctx context.Context, monthly, threshold float64) (*ica.Budget, error) {
 	var b *ica.Budget
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
 		b, err = budgetTx(tx, s.clock.Now(), monthly, threshold)
 		return err

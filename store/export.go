@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -25,7 +24,7 @@ type ExportRange struct {
 // seqBounds returns the first and last seq of the range (first > last: empty).
 func (s *Store) seqBounds(r ExportRange) (uint64, uint64, error) {
 	first, last := uint64(1), r.Until
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		head, _ := readHead(tx)
 		if last == 0 || last > head {
 			last = head
@@ -53,7 +52,7 @@ func (s *Store) seqBounds(r ExportRange) (uint64, uint64, error) {
 // pipelineSubjects returns the run ids and approval ids of a pipeline.
 func (s *Store) pipelineSubjects(pipeline string) (map[string]bool, error) {
 	subjects := map[string]bool{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		prefix := join([]byte(pipeline), sep)
 		c := tx.Bucket(bucketRunByPipeline).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {

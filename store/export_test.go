@@ -18,7 +18,8 @@ func TamperEntry(path string, seq uint64, fn func(e *ica.LedgerEntry)) error {
 		return err
 	}
 	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
+	return db.Update(func(btx *bolt.Tx) error {
+		tx := &boltTx{tx: btx}
 		e, err := getEntry(tx, seq)
 		if err != nil {
 			return err

@@ -7,21 +7,16 @@ import (
 	"slices"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
 
-// Incident buckets. They are created by the first write that needs them,
-// so a ledger written before incidents existed opens unchanged; reads treat
-// a missing bucket as empty.
+// Incident buckets.
 var (
 	bucketIncidents       = []byte("incidents")
 	bucketIncidentOpen    = []byte("idx_incident_open") // id → nil, for incidents not resolved
 	bucketIncidentByPost  = []byte("idx_incident_post") // card post id → incident id
 	bucketIncidentFreezes = []byte("incident_freeze_overrides")
-
-	incidentBuckets = [][]byte{bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes}
 )
 
 // Ledger kinds of incidents (ica.KindIncident + …).
@@ -139,26 +134,11 @@ type freezeOverride struct {
 	Fired int `json:"fired"`
 }
 
-func incidentBucketsFor(tx *bolt.Tx) error {
-	for _, b := range incidentBuckets {
-		if tx.Bucket(b) == nil {
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+func getIncident(tx Tx, id string) (*ica.Incident, error) {
+	return getJSON[ica.Incident](tx.Bucket(bucketIncidents), []byte(id))
 }
 
-func getIncident(tx *bolt.Tx, id string) (*ica.Incident, error) {
-	b := tx.Bucket(bucketIncidents)
-	if b == nil {
-		return nil, nil
-	}
-	return getJSON[ica.Incident](b, []byte(id))
-}
-
-func mustIncident(tx *bolt.Tx, id string) (*ica.Incident, error) {
+func mustIncident(tx Tx, id string) (*ica.Incident, error) {
 	inc, err := getIncident(tx, id)
 	if err != nil {
 		return nil, err
@@ -170,10 +150,7 @@ func mustIncident(tx *bolt.Tx, id string) (*ica.Incident, error) {
 }
 
 // putIncident stores inc and keeps the open index and the card index.
-func putIncident(tx *bolt.Tx, prev, inc *ica.Incident) error {
-	if err := incidentBucketsFor(tx); err != nil {
-		return err
-	}
+func putIncident(tx Tx, prev, inc *ica.Incident) error {
 	open := tx.Bucket(bucketIncidentOpen)
 	if inc.Final() {
 		if err := open.Delete([]byte(inc.ID)); err != nil {
@@ -190,24 +167,16 @@ func putIncident(tx *bolt.Tx, prev, inc *ica.Incident) error {
 	return putJSON(tx.Bucket(bucketIncidents), []byte(inc.ID), inc)
 }
 
-func getOverride(tx *bolt.Tx, inc *ica.Incident) (*freezeOverride, error) {
-	b := tx.Bucket(bucketIncidentFreezes)
-	if b == nil {
-		return nil, nil
-	}
-	o, err := getJSON[freezeOverride](b, []byte(inc.ID))
+func getOverride(tx Tx, inc *ica.Incident) (*freezeOverride, error) {
+	o, err := getJSON[freezeOverride](tx.Bucket(bucketIncidentFreezes), []byte(inc.ID))
 	if err != nil || o == nil || o.Fired != inc.Fired {
 		return nil, err
 	}
 	return o, nil
 }
 
-func forOpenIncidents(tx *bolt.Tx, fn func(inc *ica.Incident, overridden bool) error) error {
-	b := tx.Bucket(bucketIncidentOpen)
-	if b == nil {
-		return nil
-	}
-	c := b.Cursor()
+func forOpenIncidents(tx Tx, fn func(inc *ica.Incident, overridden bool) error) error {
+	c := tx.Bucket(bucketIncidentOpen).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		inc, err := mustIncident(tx, string(k))
 		if err != nil {
@@ -270,7 +239,7 @@ func (s *Store) RecordAlert(ctx context.Context, a *ica.Alert, raw []byte, actor
 	if s.opt.RouteAlert != nil {
 		route = s.opt.RouteAlert(a)
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		inc, outcome = nil, ""
 		prev, err := getIncident(tx, id)
 		if err != nil {
@@ -343,7 +312,7 @@ func (s *Store) RecordAlert(ctx context.Context, a *ica.Alert, raw []byte, actor
 	return inc, outcome, err
 }
 
-func (s *Store) notifyIncident(tx *bolt.Tx, st *txState, c *IncidentChange) error {
+func (s *Store) notifyIncident(tx Tx, st *txState, c *IncidentChange) error {
 	if s.opt.Incidents == nil {
 		return nil
 	}
@@ -363,7 +332,7 @@ func (s *Store) IncidentTransition(ctx context.Context, id string, t ica.Inciden
 		return nil, err
 	}
 	var out *ica.Incident
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		prev, err := mustIncident(tx, id)
 		if err != nil {
@@ -422,7 +391,7 @@ func (s *Store) OverrideFreeze(ctx context.Context, id string, d ica.Decision, a
 		return nil, ica.Errorf(ica.EFORBIDDEN, "a freeze override needs a named person")
 	}
 	var out *ica.Incident
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		inc, err := mustIncident(tx, id)
 		if err != nil {
@@ -439,9 +408,6 @@ func (s *Store) OverrideFreeze(ctx context.Context, id string, d ica.Decision, a
 		dd := d
 		if dd.At.IsZero() {
 			dd.At = st.now
-		}
-		if err := incidentBucketsFor(tx); err != nil {
-			return err
 		}
 		if err := putJSON(tx.Bucket(bucketIncidentFreezes), []byte(id), &freezeOverride{Decision: dd, Fired: inc.Fired}); err != nil {
 			return err
@@ -465,7 +431,7 @@ func (s *Store) OverrideFreeze(ctx context.Context, id string, d ica.Decision, a
 // firing, or nil.
 func (s *Store) IncidentOverride(ctx context.Context, id string) (*ica.Decision, error) {
 	var out *ica.Decision
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		inc, err := mustIncident(tx, id)
 		if err != nil {
 			return err
@@ -484,7 +450,7 @@ func (s *Store) IncidentOverride(ctx context.Context, id string) (*ica.Decision,
 // returns the ledger kind and data ("" records nothing) and messages.
 func (s *Store) UpdateIncident(ctx context.Context, id, actor string, fn func(inc *ica.Incident) (kind string, data any, msgs []*ica.OutboxMessage, err error)) (*ica.Incident, error) {
 	var out *ica.Incident
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		out = nil
 		prev, err := mustIncident(tx, id)
 		if err != nil {
@@ -521,7 +487,7 @@ func (s *Store) Incident(ctx context.Context, id string) (*ica.Incident, error) 
 		return nil, err
 	}
 	var inc *ica.Incident
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
 		inc, err = mustIncident(tx, id)
 		return err
@@ -532,12 +498,8 @@ func (s *Store) Incident(ctx context.Context, id string) (*ica.Incident, error) 
 // IncidentByPost returns the incident whose card is the given post.
 func (s *Store) IncidentByPost(ctx context.Context, postID string) (*ica.Incident, error) {
 	var inc *ica.Incident
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIncidentByPost)
-		var id []byte
-		if b != nil {
-			id = b.Get([]byte(postID))
-		}
+	err := s.view(func(tx Tx) error {
+		id := tx.Bucket(bucketIncidentByPost).Get([]byte(postID))
 		if id == nil {
 			return ica.Errorf(ica.ENOTFOUND, "no incident card with post id %s", postID)
 		}
@@ -563,7 +525,7 @@ func (s *Store) Incidents(ctx context.Context, f ica.IncidentFilter) ([]*ica.Inc
 	}
 	limit = min(limit, MaxIncidentLimit)
 	var out []*ica.Incident
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		b := tx.Bucket(bucketIncidents)
 		if f.Status != "" && f.Status != ica.IncidentResolved {
 			// Only unresolved incidents can match: walk the open index.
@@ -573,9 +535,6 @@ func (s *Store) Incidents(ctx context.Context, f ica.IncidentFilter) ([]*ica.Inc
 				}
 				return nil
 			})
-		}
-		if b == nil {
-			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var inc ica.Incident
@@ -607,26 +566,18 @@ func incidentMatches(inc *ica.Incident, f ica.IncidentFilter) bool {
 // OpenIncidents calls fn for every unresolved incident, in a read
 // transaction of its own.
 func (s *Store) OpenIncidents(fn func(inc *ica.Incident, overridden bool) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return forOpenIncidents(tx, fn) })
+	return s.view(func(tx Tx) error { return forOpenIncidents(tx, fn) })
 }
 
 // ViewIncidents runs fn with a read-only view of the state (for policies
 // that read incidents and approvals together, such as freeze warnings).
 func (s *Store) ViewIncidents(fn func(tx IncidentReadTx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(readTx{tx}) })
+	return s.view(func(tx Tx) error { return fn(readTx{tx}) })
 }
 
 // checkIncidents compares the incident indexes with the incidents.
-func (s *Store) checkIncidents(tx *bolt.Tx, rep *CheckReport) int {
+func (s *Store) checkIncidents(tx Tx, rep *CheckReport) int {
 	b := tx.Bucket(bucketIncidents)
-	if b == nil {
-		for _, name := range incidentBuckets[1:] {
-			if ib := tx.Bucket(name); ib != nil && ib.Stats().KeyN > 0 {
-				rep.add("index %s: keys but no incidents bucket", name)
-			}
-		}
-		return 0
-	}
 	n := 0
 	open, posts := map[string]bool{}, map[string]string{}
 	ids := map[string]bool{}
@@ -649,7 +600,8 @@ func (s *Store) checkIncidents(tx *bolt.Tx, rep *CheckReport) int {
 		}
 		return nil
 	})
-	if ob := tx.Bucket(bucketIncidentOpen); ob != nil {
+	{
+		ob := tx.Bucket(bucketIncidentOpen)
 		got := 0
 		_ = ob.ForEach(func(k, _ []byte) error {
 			got++
@@ -662,7 +614,8 @@ func (s *Store) checkIncidents(tx *bolt.Tx, rep *CheckReport) int {
 			rep.add("index %s: %d keys for %d open incidents", bucketIncidentOpen, got, len(open))
 		}
 	}
-	if pb := tx.Bucket(bucketIncidentByPost); pb != nil {
+	{
+		pb := tx.Bucket(bucketIncidentByPost)
 		_ = pb.ForEach(func(k, v []byte) error {
 			if posts[string(k)] != string(v) {
 				rep.add("index %s: post %s points to incident %s, whose card is another post", bucketIncidentByPost, k, v)
@@ -675,8 +628,8 @@ func (s *Store) checkIncidents(tx *bolt.Tx, rep *CheckReport) int {
 			}
 		}
 	}
-	if fb := tx.Bucket(bucketIncidentFreezes); fb != nil {
-		_ = fb.ForEach(func(k, _ []byte) error {
+	{
+		_ = tx.Bucket(bucketIncidentFreezes).ForEach(func(k, _ []byte) error {
 			if !ids[string(k)] {
 				rep.add("freeze override for unknown incident %s", k)
 			}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -20,7 +19,7 @@ func u64(v uint64) []byte {
 
 func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano())) }
 
-func readHead(tx *bolt.Tx) (uint64, string) {
+func readHead(tx Tx) (uint64, string) {
 	v := tx.Bucket(bucketMeta).Get(keyHead)
 	if len(v) < 8 {
 		return 0, ica.GenesisHash
@@ -28,7 +27,7 @@ func readHead(tx *bolt.Tx) (uint64, string) {
 	return binary.BigEndian.Uint64(v[:8]), string(v[8:])
 }
 
-func getEntry(tx *bolt.Tx, seq uint64) (*ica.LedgerEntry, error) {
+func getEntry(tx Tx, seq uint64) (*ica.LedgerEntry, error) {
 	v := tx.Bucket(bucketLedger).Get(u64(seq))
 	if v == nil {
 		return nil, fmt.Errorf("entry %d is missing", seq)
@@ -42,7 +41,7 @@ func getEntry(tx *bolt.Tx, seq uint64) (*ica.LedgerEntry, error) {
 
 // appendLedger adds one entry to the hash chain inside tx, and signs a
 // checkpoint every CheckpointEvery entries.
-func (s *Store) appendLedger(tx *bolt.Tx, now time.Time, kind, subject, actor string, data any) (*ica.LedgerEntry, error) {
+func (s *Store) appendLedger(tx Tx, now time.Time, kind, subject, actor string, data any) (*ica.LedgerEntry, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return nil, fmt.Errorf("ledger data for %s: %w", kind, err)
@@ -58,7 +57,7 @@ func (s *Store) appendLedger(tx *bolt.Tx, now time.Time, kind, subject, actor st
 
 // appendCanonical is appendLedger for data that is already canonical JSON
 // (the hot path of events, whose record type encodes canonically).
-func (s *Store) appendCanonical(tx *bolt.Tx, now time.Time, kind, subject, actor string, canon []byte) (*ica.LedgerEntry, error) {
+func (s *Store) appendCanonical(tx Tx, now time.Time, kind, subject, actor string, canon []byte) (*ica.LedgerEntry, error) {
 	var err error
 	seq, prev := readHead(tx)
 	e := &ica.LedgerEntry{Seq: seq + 1, Time: now.UTC(), Kind: kind, Subject: subject, Actor: actor, Data: canon, PrevHash: prev}
@@ -69,11 +68,9 @@ func (s *Store) appendCanonical(tx *bolt.Tx, now time.Time, kind, subject, actor
 	if err != nil {
 		return nil, err
 	}
-	// Both buckets only ever grow at their end (seq, then time ‖ seq): full
-	// pages instead of bbolt's default half-full ones halve the file and the
-	// pages a scan touches.
+	// Both buckets only ever grow at their end (seq, then time ‖ seq; see
+	// appendOnlyBuckets).
 	lb, tb := tx.Bucket(bucketLedger), tx.Bucket(bucketLedgerByTime)
-	lb.FillPercent, tb.FillPercent = 1.0, 1.0
 	if err := lb.Put(u64(e.Seq), buf); err != nil {
 		return nil, err
 	}
@@ -93,7 +90,7 @@ func (s *Store) appendCanonical(tx *bolt.Tx, now time.Time, kind, subject, actor
 	return e, nil
 }
 
-func (s *Store) putCheckpoint(tx *bolt.Tx, seq uint64, hash string, now time.Time) error {
+func (s *Store) putCheckpoint(tx Tx, seq uint64, hash string, now time.Time) error {
 	cp := ica.SignCheckpoint(s.opt.Key, seq, hash, now)
 	buf, err := json.Marshal(cp)
 	if err != nil {
@@ -106,7 +103,7 @@ func (s *Store) putCheckpoint(tx *bolt.Tx, seq uint64, hash string, now time.Tim
 // it. Exports end at such a checkpoint.
 func (s *Store) Checkpoint() (ica.Checkpoint, error) {
 	var cp ica.Checkpoint
-	err := s.update(func(tx *bolt.Tx, st *txState) error {
+	err := s.update(func(tx Tx, st *txState) error {
 		seq, hash := readHead(tx)
 		if v := tx.Bucket(bucketCheckpoints).Get(u64(seq)); v != nil {
 			return json.Unmarshal(v, &cp)
@@ -123,7 +120,7 @@ func (s *Store) Checkpoint() (ica.Checkpoint, error) {
 
 // Head returns the sequence and hash of the last ledger entry.
 func (s *Store) Head() (seq uint64, hash string, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx Tx) error {
 		seq, hash = readHead(tx)
 		return nil
 	})
@@ -133,7 +130,7 @@ func (s *Store) Head() (seq uint64, hash string, err error) {
 // Entry returns the ledger entry with the given sequence number.
 func (s *Store) Entry(seq uint64) (*ica.LedgerEntry, error) {
 	var e *ica.LedgerEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
 		if e, err = getEntry(tx, seq); err != nil {
 			return ica.Errorf(ica.ENOTFOUND, "ledger entry %d not found", seq)
@@ -155,7 +152,7 @@ func (s *Store) ScanLedger(from uint64, fn func(e *ica.LedgerEntry) error) error
 	next := max(from, 1)
 	for {
 		var page []*ica.LedgerEntry
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx Tx) error {
 			c := tx.Bucket(bucketLedger).Cursor()
 			for k, v := c.Seek(u64(next)); k != nil && len(page) < pageSize; k, v = c.Next() {
 				var e ica.LedgerEntry
@@ -189,7 +186,7 @@ func (s *Store) ScanLedger(from uint64, fn func(e *ica.LedgerEntry) error) error
 // FirstSeqAt returns the first ledger sequence whose time is >= t (0 when none).
 func (s *Store) FirstSeqAt(t time.Time) (uint64, error) {
 	var seq uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		k, _ := tx.Bucket(bucketLedgerByTime).Cursor().Seek(timeKey(t))
 		if k != nil {
 			seq = binary.BigEndian.Uint64(k[8:])
@@ -202,7 +199,7 @@ func (s *Store) FirstSeqAt(t time.Time) (uint64, error) {
 // Checkpoints returns the signed checkpoints at or below seq, newest first, up to limit.
 func (s *Store) Checkpoints(seq uint64, limit int) ([]ica.Checkpoint, error) {
 	var out []ica.Checkpoint
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		c := tx.Bucket(bucketCheckpoints).Cursor()
 		k, v := c.Seek(u64(seq + 1))
 		if k == nil {

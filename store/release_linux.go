@@ -10,9 +10,9 @@ import (
 // mapped pages (MADV_DONTNEED on a read-only shared file mapping: the next
 // access reads them again from the page cache; nothing is lost). The
 // address comes from bbolt as a number, so the raw system call is used.
-func (s *Store) releaseMapped() {
-	info := s.db.Info()
-	fi, err := os.Stat(s.path)
+func (e *boltEngine) releaseMapped() {
+	info := e.db.Info()
+	fi, err := os.Stat(e.path)
 	if err != nil || info == nil || info.Data == 0 {
 		return
 	}

@@ -3,4 +3,4 @@
 package store
 
 // releaseMapped is a no-op where madvise is not available.
-func (s *Store) releaseMapped() {}
+func (e *boltEngine) releaseMapped() {}

@@ -10,12 +10,11 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
 
-func getJSON[T any](b *bolt.Bucket, key []byte) (*T, error) {
+func getJSON[T any](b Bucket, key []byte) (*T, error) {
 	v := b.Get(key)
 	if v == nil {
 		return nil, nil
@@ -27,7 +26,7 @@ func getJSON[T any](b *bolt.Bucket, key []byte) (*T, error) {
 	return &out, nil
 }
 
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
+func putJSON(b Bucket, key []byte, v any) error {
 	buf, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -35,11 +34,11 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, buf)
 }
 
-func getRun(tx *bolt.Tx, id string) (*ica.Run, error) {
+func getRun(tx Tx, id string) (*ica.Run, error) {
 	return getJSON[ica.Run](tx.Bucket(bucketRuns), []byte(id))
 }
 
-func mustRun(tx *bolt.Tx, id string) (*ica.Run, error) {
+func mustRun(tx Tx, id string) (*ica.Run, error) {
 	r, err := getRun(tx, id)
 	if err != nil {
 		return nil, err
@@ -65,7 +64,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		run, created = nil, false
 		old, err := getRun(tx, in.RunID)
 		if err != nil {
@@ -105,7 +104,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 	return run, created, err
 }
 
-func (s *Store) putRun(tx *bolt.Tx, r *ica.Run) error {
+func (s *Store) putRun(tx Tx, r *ica.Run) error {
 	return putJSON(tx.Bucket(bucketRuns), []byte(r.RunID), r)
 }
 
@@ -118,7 +117,7 @@ func eventKey(runID string, seq int) []byte {
 
 // lastEventSeq returns the seq of the run's newest event (0: none), from the
 // key range of its events.
-func lastEventSeq(tx *bolt.Tx, runID string) int {
+func lastEventSeq(tx Tx, runID string) int {
 	c := tx.Bucket(bucketEvents).Cursor()
 	prefix := append([]byte(runID), 0)
 	k, _ := c.Seek(append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
@@ -136,7 +135,7 @@ func lastEventSeq(tx *bolt.Tx, runID string) int {
 // withEventCount fills in the event count of a run that is still running
 // (it is written to the run record only at finish, so an event does not
 // rewrite the run).
-func withEventCount(tx *bolt.Tx, r *ica.Run) *ica.Run {
+func withEventCount(tx Tx, r *ica.Run) *ica.Run {
 	if r != nil && !r.Final() {
 		r.EventCount = lastEventSeq(tx, r.RunID)
 	}
@@ -145,7 +144,7 @@ func withEventCount(tx *bolt.Tx, r *ica.Run) *ica.Run {
 
 // getEvent reads an event: the events bucket maps (run, seq) to the ledger
 // entry that holds it, so its data is stored once.
-func getEvent(tx *bolt.Tx, runID string, seq int) (*ica.Event, error) {
+func getEvent(tx Tx, runID string, seq int) (*ica.Event, error) {
 	v := tx.Bucket(bucketEvents).Get(eventKey(runID, seq))
 	if len(v) != 8 {
 		return nil, fmt.Errorf("event %d of run %s is missing", seq, runID)
@@ -153,7 +152,7 @@ func getEvent(tx *bolt.Tx, runID string, seq int) (*ica.Event, error) {
 	return eventFromEntry(tx, binary.BigEndian.Uint64(v))
 }
 
-func eventFromEntry(tx *bolt.Tx, ledgerSeq uint64) (*ica.Event, error) {
+func eventFromEntry(tx Tx, ledgerSeq uint64) (*ica.Event, error) {
 	le, err := getEntry(tx, ledgerSeq)
 	if err != nil {
 		return nil, err
@@ -204,7 +203,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	if err != nil {
 		return nil, false, ica.FieldErrorf(ica.EINVALID, "event_data", "event_data must be a JSON object")
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		ev, created = nil, false
 		r, err := mustRun(tx, runID)
 		if err != nil {
@@ -257,7 +256,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		run, changed = nil, false
 		r, err := mustRun(tx, runID)
 		if err != nil {
@@ -312,7 +311,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*ica.Run, error) {
 		return nil, err
 	}
 	var r *ica.Run
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
 		r, err = mustRun(tx, runID)
 		withEventCount(tx, r)
@@ -324,7 +323,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*ica.Run, error) {
 // Events returns the events of a run in order.
 func (s *Store) Events(ctx context.Context, runID string) ([]*ica.Event, error) {
 	var out []*ica.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		if _, err := mustRun(tx, runID); err != nil {
 			return err
 		}
@@ -383,7 +382,7 @@ func (s *Store) Runs(ctx context.Context, f ica.RunFilter) (*ica.RunPage, error)
 	}
 	page := &ica.RunPage{Runs: []*ica.Run{}}
 	var lastKey []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		k, _ := c.Seek(upper)
 		if k == nil {

@@ -11,13 +11,11 @@ import (
 	"encoding/json"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
 
-// bucketDashboardLinks holds token hash → dashboardLink. It is created by the
-// first link, so older ledgers open unchanged.
+// bucketDashboardLinks holds token hash → dashboardLink.
 var bucketDashboardLinks = []byte("dashboard_links")
 
 // Ledger kinds of dashboard sessions.
@@ -43,11 +41,8 @@ type dashboardLink struct {
 // deletes links that ended more than a day ago (the bucket holds only a
 // day's worth of links, so the walk is short).
 func (s *Store) CreateDashboardLink(ctx context.Context, tokenHash, userID, username string, ttl time.Duration) (expiresAt time.Time, err error) {
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
-		b, err := tx.CreateBucketIfNotExists(bucketDashboardLinks)
-		if err != nil {
-			return err
-		}
+	err = s.update(func(tx Tx, st *txState) error {
+		b := tx.Bucket(bucketDashboardLinks)
 		var stale [][]byte
 		if err := b.ForEach(func(k, v []byte) error {
 			var l dashboardLink
@@ -83,12 +78,9 @@ func (s *Store) CreateDashboardLink(ctx context.Context, tokenHash, userID, user
 // session.link_used with the session's expiry. It returns who the link was
 // for. Refusals are ica.EUNAUTHORIZED errors that say why.
 func (s *Store) UseDashboardLink(ctx context.Context, tokenHash string, sessionExpires time.Time) (userID, username string, err error) {
-	err = s.update(func(tx *bolt.Tx, st *txState) error {
+	err = s.update(func(tx Tx, st *txState) error {
 		userID, username = "", ""
 		b := tx.Bucket(bucketDashboardLinks)
-		if b == nil {
-			return ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link is not valid")
-		}
 		l, err := getJSON[dashboardLink](b, []byte(tokenHash))
 		if err != nil {
 			return err

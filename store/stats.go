@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -39,7 +38,7 @@ func (s *Store) RunIndex(ctx context.Context, from, to time.Time, fn func(start 
 		return nil
 	}
 	lo, hi := timeKey(from), timeKey(to)
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx Tx) error {
 		status := map[string]string{}
 		c := tx.Bucket(bucketRunByStatus).Cursor()
 		for _, st := range runStatuses {
@@ -147,7 +146,7 @@ func (s *Store) ApprovalSummaries(ctx context.Context, from, to time.Time, fn fu
 		return nil
 	}
 	var raws [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		b := tx.Bucket(bucketApprovals)
 		n := b.Sequence()
 		key := func(i uint64) []byte { return []byte("A-" + strconv.FormatUint(i, 10)) }
@@ -242,7 +241,7 @@ func (s *Store) ApprovalSummaries(ctx context.Context, from, to time.Time, fn fu
 // (YYYY-MM), through the month index.
 func (s *Store) MonthCosts(ctx context.Context, month string) ([]*ica.CostEntry, error) {
 	var out []*ica.CostEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		prefix := join([]byte(month), sep)
 		c := tx.Bucket(bucketCostByMonth).Cursor()
 		costs := tx.Bucket(bucketCosts)
@@ -262,7 +261,7 @@ func (s *Store) MonthCosts(ctx context.Context, month string) ([]*ica.CostEntry,
 // transaction.
 func (s *Store) LedgerTail(ctx context.Context, n int) ([]*ica.LedgerEntry, error) {
 	var out []*ica.LedgerEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		c := tx.Bucket(bucketLedger).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
 			var e ica.LedgerEntry

@@ -1,21 +1,24 @@
-// Package store keeps ICA's state in one bbolt file: the current-state
-// buckets and their indexes, the hash-chained ledger, signed checkpoints and
-// the outbox. Every state change is one bbolt transaction that updates the
-// state, appends to the chain and enqueues the messages it causes.
+// Package store keeps ICA's state: the current-state buckets and their
+// indexes, the hash-chained ledger, signed checkpoints and the outbox, in an
+// embedded bbolt file (the default) or in PostgreSQL (shared by replicas).
+// Every state change is one transaction that updates the state, appends to
+// the chain and enqueues the messages it causes (see kv.go for the seam
+// between the operations and the engines).
 package store
 
 import (
+	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
@@ -35,21 +38,30 @@ var (
 	bucketLedger        = []byte("ledger")
 	bucketLedgerByTime  = []byte("idx_ledger_time")
 	bucketCheckpoints   = []byte("checkpoints")
+	bucketMerkle        = []byte("merkle")
 	bucketOutbox        = []byte("outbox")
 	bucketOutboxKeys    = []byte("outbox_keys")
 	bucketOutboxDead    = []byte("outbox_dead")
 	bucketChecks        = []byte("approval_checks")
 
+	// allBuckets is the schema: every bucket every engine has. A bucket
+	// added here is created on an existing bbolt file at its next start,
+	// and by a migration on PostgreSQL.
 	allBuckets = [][]byte{bucketMeta, bucketRuns, bucketRunByStart, bucketRunByPipeline, bucketRunByStatus,
 		bucketEvents, bucketEventIDs, bucketApprovals, bucketApprByRun, bucketApprDeadline, bucketApprByPost,
-		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
-		bucketCosts, bucketCostByMonth, bucketChecks}
+		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketMerkle, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
+		bucketCosts, bucketCostByMonth, bucketChecks,
+		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
+		bucketDashboardLinks}
 
-	keyHead   = []byte("head")
-	keySchema = []byte("schema")
+	keyHead     = []byte("head")
+	keySchema   = []byte("schema")
+	keyLedgerID = []byte("ledger_id")
 )
 
-const schemaVersion = "1"
+// schemaVersion is the layout of the buckets. 2: the outbox is one flat
+// keyspace (destination ‖ 0 ‖ id) instead of nested buckets.
+const schemaVersion = "2"
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("ledger is closed")
@@ -96,13 +108,16 @@ type Options struct {
 // ApprovalGate is a policy check on a new approval; see Options.Gates.
 type ApprovalGate func(tx ReadTx, a *ica.Approval) error
 
-// Store is the bbolt-backed state of ICA. It is safe for concurrent use.
+// Store is ICA's state: the current-state buckets and their indexes, the
+// hash-chained ledger, its Merkle tree and checkpoints, and the outbox, on
+// one engine (bbolt or PostgreSQL). It is safe for concurrent use.
 type Store struct {
-	db    *bolt.DB
-	path  string
+	eng   engine
 	opt   Options
 	clock ica.Clock
 	log   *slog.Logger
+
+	ledgerID string
 
 	writes    chan *writeReq
 	closing   chan struct{}
@@ -121,55 +136,70 @@ type Store struct {
 	lastRelease  time.Time // writer goroutine only
 }
 
+// pageReleaser is an engine whose reads map file pages into the process.
+type pageReleaser interface{ releaseMapped() }
+
 // ReleasePagesWhileScanning makes ScanLedger drop the ledger's mapped pages
 // from the process after each page of entries. A one-shot reader of a large
 // ledger (ica export) then stays small: the pages stay in the page cache
 // and are faulted back in when needed.
 func (s *Store) ReleasePagesWhileScanning() { s.releasePages = true }
 
-// Open opens (or creates) the ledger at path. It fails fast when another
-// process holds the file, and refuses a truncated or corrupted file without
-// writing to it.
+func (s *Store) releaseMapped() {
+	if r, ok := s.eng.(pageReleaser); ok {
+		r.releaseMapped()
+	}
+}
+
+func (o *Options) defaults() error {
+	if o.Key == nil {
+		return errors.New("open ledger: a signing key is required")
+	}
+	if o.Clock == nil {
+		o.Clock = ica.SystemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Notifier == nil {
+		o.Notifier = ica.NopNotifier{}
+	}
+	if o.CheckpointEvery == 0 {
+		o.CheckpointEvery = 1000
+	}
+	if o.ApprovalTimeout == nil {
+		o.ApprovalTimeout = func(string) time.Duration { return ica.DefaultApprovalTimeout }
+	}
+	if o.OpenTimeout == 0 {
+		o.OpenTimeout = time.Second
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 256
+	}
+	return nil
+}
+
+// Open opens (or creates) the bbolt ledger at path. It fails fast when
+// another process holds the file, and refuses a truncated or corrupted file
+// without writing to it.
 func Open(path string, opt Options) (*Store, error) {
-	if opt.Key == nil {
-		return nil, errors.New("open ledger: a signing key is required")
+	if err := opt.defaults(); err != nil {
+		return nil, err
 	}
-	if opt.Clock == nil {
-		opt.Clock = ica.SystemClock{}
-	}
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if opt.Notifier == nil {
-		opt.Notifier = ica.NopNotifier{}
-	}
-	if opt.CheckpointEvery == 0 {
-		opt.CheckpointEvery = 1000
-	}
-	if opt.ApprovalTimeout == nil {
-		opt.ApprovalTimeout = func(string) time.Duration { return ica.DefaultApprovalTimeout }
-	}
-	if opt.OpenTimeout == 0 {
-		opt.OpenTimeout = time.Second
-	}
-	if opt.MaxBatch == 0 {
-		opt.MaxBatch = 256
-	}
-	if fi, err := os.Stat(path); err == nil {
-		// bbolt initialises an empty file in place; an existing empty or
-		// short file is a damaged ledger, and must not be overwritten.
-		if fi.Size() < 4*4096 {
-			return nil, fmt.Errorf("ledger file %s is truncated (%d bytes); it was left untouched: restore it from a backup", path, fi.Size())
-		}
-	}
-	db, err := openBolt(path, opt.OpenTimeout)
+	eng, err := openBoltEngine(path, opt.OpenTimeout, false)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, opt: opt, clock: opt.Clock, log: opt.Logger,
+	return start(eng, opt)
+}
+
+// start checks the ledger an engine holds, gives a new one its id, and
+// starts the writer.
+func start(eng engine, opt Options) (*Store, error) {
+	s := &Store{eng: eng, opt: opt, clock: opt.Clock, log: opt.Logger,
 		writes: make(chan *writeReq, 1024), closing: make(chan struct{})}
 	if err := s.init(); err != nil {
-		db.Close()
+		eng.Close()
 		return nil, err
 	}
 	s.wg.Add(1)
@@ -177,104 +207,83 @@ func Open(path string, opt Options) (*Store, error) {
 	return s, nil
 }
 
-func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
-	defer func() {
-		// bbolt panics on some kinds of damage while reading the meta pages.
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("ledger file %s is corrupted (%v); it was left untouched: restore it from a backup", path, r)
-		}
-	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	switch {
-	case errors.Is(err, bolt.ErrTimeout):
-		return nil, fmt.Errorf("ledger is locked by another process: %s (is another ica serving this data directory?)", path)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
-		return nil, fmt.Errorf("ledger file %s is corrupted (%v); it was left untouched: restore it from a backup", path, err)
-	case err != nil:
-		return nil, fmt.Errorf("open ledger %s: %w", path, err)
-	}
-	return db, nil
-}
-
-// init creates the buckets of a new ledger and checks the head of an old one.
+// init gives a new ledger its id and checks the head of an old one.
 func (s *Store) init() (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("ledger file %s is corrupted (%v); it was left untouched: restore it from a backup", s.path, r)
+			err = fmt.Errorf("ledger %s is corrupted (%v); it was left untouched: restore it from a backup", s.eng.Describe(), r)
 		}
 	}()
-	fresh := false
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		fresh = tx.Bucket(bucketMeta) == nil
-		return nil
-	}); err != nil {
-		return fmt.Errorf("read ledger %s: %w", s.path, err)
-	}
-	if fresh {
-		return s.db.Update(func(tx *bolt.Tx) error {
-			for _, b := range allBuckets {
-				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			return tx.Bucket(bucketMeta).Put(keySchema, []byte(schemaVersion))
-		})
-	}
-	// Buckets added by later versions are created on an existing ledger; the
-	// ones every ledger has from its first start must be there.
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLedger, bucketRuns} {
-			if tx.Bucket(b) == nil {
-				return fmt.Errorf("ledger file %s is corrupted: bucket %s is missing", s.path, b)
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := s.ensureLedgerID(); err != nil {
 		return err
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("upgrade ledger %s: %w", s.path, err)
-	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != schemaVersion {
-			return fmt.Errorf("ledger file %s has schema %q; this ica understands %q", s.path, v, schemaVersion)
-		}
+	return s.eng.View(func(tx Tx) error {
 		seq, hash := readHead(tx)
 		if seq > 0 {
 			e, err := getEntry(tx, seq)
 			if err != nil {
-				return fmt.Errorf("ledger file %s is corrupted: head entry %d: %w", s.path, seq, err)
+				return fmt.Errorf("ledger %s is corrupted: head entry %d: %w", s.eng.Describe(), seq, err)
 			}
 			if h, err := e.ComputeHash(); err != nil || h != hash || e.Hash != hash {
-				return fmt.Errorf("ledger file %s is corrupted: head entry %d does not match its hash", s.path, seq)
+				return fmt.Errorf("ledger %s is corrupted: head entry %d does not match its hash", s.eng.Describe(), seq)
 			}
 		}
 		s.entries.Store(seq)
-		n := 0
-		tx.Bucket(bucketOutbox).ForEachBucket(func(k []byte) error {
-			n += tx.Bucket(bucketOutbox).Bucket(k).Stats().KeyN
-			return nil
-		})
-		s.outboxDepth.Store(int64(n))
+		s.ledgerID = string(tx.Bucket(bucketMeta).Get(keyLedgerID))
+		s.outboxDepth.Store(int64(countKeys(tx.Bucket(bucketOutbox))))
 		return nil
 	})
 }
 
-// Path returns the ledger file's path.
-func (s *Store) Path() string { return s.path }
+// ensureLedgerID gives a ledger its id, once: the first start of a new
+// ledger, or of one written before ledgers had ids. Backup, restore and
+// copy-store keep it.
+func (s *Store) ensureLedgerID() error {
+	has := false
+	if err := s.eng.View(func(tx Tx) error {
+		has = len(tx.Bucket(bucketMeta).Get(keyLedgerID)) > 0
+		return nil
+	}); err != nil || has {
+		return err
+	}
+	wtx, err := s.eng.Begin(context.Background())
+	if err != nil {
+		return fmt.Errorf("ledger %s: %w", s.eng.Describe(), err)
+	}
+	meta := wtx.Bucket(bucketMeta)
+	if len(meta.Get(keyLedgerID)) == 0 {
+		if err := meta.Put(keyLedgerID, []byte(newLedgerID())); err != nil {
+			wtx.Rollback()
+			return err
+		}
+	}
+	return wtx.Commit()
+}
 
-// Close stops the writer after the queued writes and closes the file.
+// newLedgerID returns 26 characters of randomness in lower-case base32.
+func newLedgerID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// LedgerID is this ledger's id, given once when it was created: it names
+// the ledger's Mattermost cards, its checkpoints' origin and its witness
+// blobs, so two ledgers never take each other's.
+func (s *Store) LedgerID() string { return s.ledgerID }
+
+// Describe names where the ledger is (a file, or a database without its
+// password).
+func (s *Store) Describe() string { return s.eng.Describe() }
+
+// Path returns the ledger file's path (bbolt), or where the ledger is.
+func (s *Store) Path() string { return s.eng.Describe() }
+
+// Close stops the writer after the queued writes and closes the engine.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.wg.Wait()
-	return s.db.Close()
+	return s.eng.Close()
 }
 
 // LedgerEntries returns the number of entries in the chain.
@@ -285,59 +294,59 @@ func (s *Store) OutboxDepth() int64 { return s.outboxDepth.Load() }
 
 // Ping checks that the ledger is open and writable (for /readyz).
 func (s *Store) Ping() error {
-	if s.db.IsReadOnly() {
-		return errors.New("ledger is read-only")
-	}
 	select {
 	case <-s.closing:
 		return ErrClosed
 	default:
 	}
-	return s.db.View(func(tx *bolt.Tx) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.eng.Ping(ctx)
 }
 
-// WriteBackup writes a consistent copy of the whole database to w while
-// writers continue; it returns the bytes written.
-func (s *Store) WriteBackup(w io.Writer) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
+// view runs fn in a read-only snapshot.
+func (s *Store) view(fn func(tx Tx) error) error { return s.eng.View(fn) }
 
-// BackupFile writes a consistent copy of a ledger that no server has open.
+// WriteBackup writes a consistent copy of the whole ledger to w, as a bbolt
+// ledger file whatever the engine, while writers continue; it returns the
+// bytes written.
+func (s *Store) WriteBackup(w io.Writer) (int64, error) { return s.eng.Backup(w) }
+
+// BackupFile writes a consistent copy of a ledger file that no server has open.
 func BackupFile(path string, w io.Writer) (int64, error) {
-	if _, err := os.Stat(path); err != nil {
-		return 0, fmt.Errorf("no ledger at %s: %w", path, err)
+	eng, err := openBoltEngine(path, time.Second, true)
+	if err != nil {
+		if strings.Contains(err.Error(), "locked by another process") {
+			return 0, fmt.Errorf("ledger is locked by another process: %s (a server without its admin socket?)", path)
+		}
+		return 0, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return 0, fmt.Errorf("ledger is locked by another process: %s (a server without its admin socket?)", path)
-	} else if err != nil {
-		return 0, fmt.Errorf("open ledger %s: %w", path, err)
-	}
-	defer db.Close()
-	var n int64
-	err = db.View(func(tx *bolt.Tx) error {
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
+	defer eng.Close()
+	return eng.Backup(w)
 }
 
 // VerifyBackup opens a backup read-only and walks its hash chain; it does not
 // check checkpoint keys (a backup may be verified without the signing key).
 func VerifyBackup(path string) error {
-	db, err := openBolt(path, time.Second)
+	eng, err := openBoltEngine(path, time.Second, true)
 	if err != nil {
 		return err
 	}
-	s := &Store{db: db, path: path, opt: Options{Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}}
-	defer db.Close()
-	if err := s.init(); err != nil {
+	defer eng.Close()
+	s := &Store{eng: eng, opt: Options{Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}}
+	if err := eng.View(func(tx Tx) error {
+		seq, hash := readHead(tx)
+		if seq > 0 {
+			e, err := getEntry(tx, seq)
+			if err != nil {
+				return fmt.Errorf("backup %s is corrupted: head entry %d: %w", path, seq, err)
+			}
+			if e.Hash != hash {
+				return fmt.Errorf("backup %s is corrupted: head entry %d does not match its hash", path, seq)
+			}
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	var prev *ica.LedgerEntry

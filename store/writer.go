@@ -1,41 +1,35 @@
 package store
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ica-governance/ica"
 )
 
-// writeReq is one write transaction function waiting for a shared commit.
+// writeReq is one write operation waiting for a shared commit.
 type writeReq struct {
-	fn       func(tx *bolt.Tx) error
+	fn       func(tx Tx, st *txState) error
 	done     chan error
-	enqueued bool // set by fn through txState when it queued outbox messages
+	enqueued bool // set through txState when the operation queued outbox messages
 }
 
-// txState is what a write function reports back to the writer.
+// txState is what a write operation knows of its transaction and reports
+// back to the writer.
 type txState struct {
 	req *writeReq
 	now time.Time
 }
 
-var errAbortBatch = errors.New("abort batch")
-
 // update runs fn in a write transaction shared with other concurrent writers
-// (group commit): one fsync serves every request in the group, so throughput
-// does not fall to one fsync per request. fn may run more than once, when
-// another member of its group fails; it must only touch tx and its own
-// result variables. Domain errors returned by fn roll back only fn's work.
-func (s *Store) update(fn func(tx *bolt.Tx, st *txState) error) error {
-	req := &writeReq{done: make(chan error, 1)}
-	req.fn = func(tx *bolt.Tx) error {
-		req.enqueued = false
-		return fn(tx, &txState{req: req, now: s.clock.Now()})
-	}
+// (group commit): one commit (one fsync) serves every operation in the group,
+// so throughput does not fall to one commit per request. fn runs once, in
+// an overlay of its own: when it returns an error, its writes are dropped
+// and its neighbours are neither re-run nor rolled back. fn must only touch
+// tx and its own result variables.
+func (s *Store) update(fn func(tx Tx, st *txState) error) error {
+	req := &writeReq{fn: fn, done: make(chan error, 1)}
 	select {
 	case <-s.closing:
 		return ica.Unavailable("ledger is shutting down; retry", ErrClosed)
@@ -78,70 +72,91 @@ func (s *Store) writer() {
 	}
 }
 
+// commit runs a group of operations in one engine transaction. Each
+// operation runs in its own overlay; a failed one is answered at once and
+// leaves no trace. Only a failure of the engine itself (begin, merge,
+// commit) fails the group: then every operation in it is answered
+// "unavailable" and nothing of it is recorded.
 func (s *Store) commit(batch []*writeReq) {
-	for len(batch) > 0 {
-		failed, ferr := -1, error(nil)
-		start := time.Now()
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for i, r := range batch {
-				if err := runFn(r, tx); err != nil {
-					failed, ferr = i, err
-					return errAbortBatch
-				}
-			}
-			if s.beforeCommit != nil {
-				return s.beforeCommit()
-			}
-			return nil
-		})
-		if err == nil {
-			if s.opt.ObserveCommit != nil {
-				s.opt.ObserveCommit(time.Since(start))
-			}
-			if every := s.opt.ReleaseMappedEvery; every > 0 {
-				if now := time.Now(); now.Sub(s.lastRelease) >= every {
-					s.releaseMapped()
-					s.lastRelease = now
-				}
-			}
-			woke := false
-			for _, r := range batch {
-				if r.enqueued && !woke && s.opt.OnEnqueue != nil {
-					s.opt.OnEnqueue()
-					woke = true
-				}
-				r.done <- nil
-			}
-			return
-		}
-		if failed >= 0 {
-			batch[failed].done <- ferr
-			batch = append(batch[:failed:failed], batch[failed+1:]...)
-			continue
-		}
-		s.log.Error("ledger commit failed", "err", err, "writes", len(batch))
-		for _, r := range batch {
+	start := time.Now()
+	unavailable := func(err error, reqs []*writeReq) {
+		s.log.Error("ledger commit failed", "err", err, "writes", len(reqs))
+		for _, r := range reqs {
 			r.done <- ica.Unavailable("the ledger could not be written; nothing was recorded, retry later", err)
 		}
-		// The in-memory counters may be ahead of the file now; re-read them.
+		// The in-memory counters may be ahead of the ledger now; re-read them.
 		s.refreshCounters()
+	}
+	wtx, err := s.eng.Begin(context.Background())
+	if err != nil {
+		unavailable(err, batch)
 		return
+	}
+	ok := make([]*writeReq, 0, len(batch))
+	ov := newOverlay(wtx)
+	for _, r := range batch {
+		ov.reset()
+		st := &txState{req: r, now: s.clock.Now()}
+		if err := runFn(r, ov, st); err != nil {
+			r.done <- err
+			continue
+		}
+		if err := ov.merge(); err != nil {
+			// The group's transaction may hold part of this operation:
+			// none of the group can be trusted.
+			wtx.Rollback()
+			unavailable(fmt.Errorf("merge: %w", err), append(ok, r))
+			return
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		wtx.Rollback()
+		return
+	}
+	if s.beforeCommit != nil {
+		if err := s.beforeCommit(); err != nil {
+			wtx.Rollback()
+			unavailable(err, ok)
+			return
+		}
+	}
+	if err := wtx.Commit(); err != nil {
+		unavailable(err, ok)
+		return
+	}
+	if s.opt.ObserveCommit != nil {
+		s.opt.ObserveCommit(time.Since(start))
+	}
+	if every := s.opt.ReleaseMappedEvery; every > 0 {
+		if now := time.Now(); now.Sub(s.lastRelease) >= every {
+			s.releaseMapped()
+			s.lastRelease = now
+		}
+	}
+	woke := false
+	for _, r := range ok {
+		if r.enqueued && !woke && s.opt.OnEnqueue != nil {
+			s.opt.OnEnqueue()
+			woke = true
+		}
+		r.done <- nil
 	}
 }
 
-// runFn calls one write function, turning a panic into an internal error so
-// one bad request cannot take the writer down.
-func runFn(r *writeReq, tx *bolt.Tx) (err error) {
+// runFn calls one write operation, turning a panic into an internal error
+// so one bad request cannot take the writer down.
+func runFn(r *writeReq, tx Tx, st *txState) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
 		}
 	}()
-	return r.fn(tx)
+	return r.fn(tx, st)
 }
 
 func (s *Store) refreshCounters() {
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.eng.View(func(tx Tx) error {
 		seq, _ := readHead(tx)
 		s.entries.Store(seq)
 		return nil
