@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-
 	"github.com/ica-governance/ica"
 )
 

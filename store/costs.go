@@ -9,7 +9,6 @@ import (
 	"math"
 	"time"
 
-
 	"github.com/ica-governance/ica"
 )
 

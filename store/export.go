@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"time"
 
-
 	"github.com/ica-governance/ica"
 )
 

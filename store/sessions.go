@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"time"
 
-
 	"github.com/ica-governance/ica"
 )
 

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/ica-governance/ica"
 )
 
