@@ -171,7 +171,9 @@ func (h *harness) status(id string) map[string]any {
 func (h *harness) settle() {
 	h.t.Helper()
 	require.Eventually(h.t, func() bool {
-		if h.store.OutboxDepth() == 0 {
+		// The committed outbox, not the in-memory depth: a reader can see
+		// a commit before the depth counter has caught up with it.
+		if dests, err := h.store.OutboxDestinations(context.Background()); err == nil && len(dests) == 0 {
 			return true
 		}
 		h.clock.Advance(time.Second)
