@@ -16,13 +16,28 @@ DASHBOARD_FLAGS ?=
 DATE_PKGS ?= . ./webhooks ./bot ./scheduler ./outbox ./pipelines ./dashboard
 TEST_DATES ?= 2027-03-01T00:00:00Z 2027-02-28T12:00:00Z 2026-12-31T23:59:30Z 2027-01-31T23:59:59Z
 
-.PHONY: run test test-dates bench lint build tidy-check
+# Packages whose tests open stores through store/storetest: `make test` runs
+# them a second time on PostgreSQL (ICA_TEST_POSTGRES, a superuser DSN).
+STORE_PKGS ?= ./store/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
+
+.PHONY: run test test-pg test-dates bench lint build tidy-check
 
 run:
 	$(GO) run ./cmd/ica serve
 
 test:
 	$(GO) test -race -count=1 -timeout 25m ./...
+	@$(MAKE) --no-print-directory test-pg
+
+# The store-using packages again, every ledger on PostgreSQL.
+test-pg:
+	@if [ -z "$$ICA_TEST_POSTGRES" ]; then \
+	  echo "*** SKIPPED: the PostgreSQL run of the store tests: ICA_TEST_POSTGRES is not set (.ci/run starts a server; see the README)"; \
+	  if [ "$$CI" = "true" ]; then exit 1; fi; \
+	else \
+	  echo "--- the store-using packages on PostgreSQL"; \
+	  ICA_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 20m $(STORE_PKGS); \
+	fi
 
 build:
 	$(GO) build -o bin/ica ./cmd/ica

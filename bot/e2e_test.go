@@ -11,11 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/ica-governance/ica/internal/testclock"
 
@@ -40,7 +41,7 @@ type harness struct {
 	clock   *ica.FakeClock
 	mm      *mmtest.Server
 	srv     *httptest.Server
-	dir     string
+	ledger  *storetest.Target
 	key     ed25519.PrivateKey
 	secret  []byte
 	cfg     bot.Config
@@ -67,7 +68,7 @@ func newHarness(t *testing.T, tweak func(c *bot.Config)) *harness {
 	mm.AddBot("ica-bot")
 	mm.Join("deployments", "tech1", "tech2", "biz1", "alice", "random", "ica-bot")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	h := &harness{t: t, clock: clock, mm: mm, dir: t.TempDir(), key: key, secret: []byte("0123456789abcdef0123456789abcdef")}
+	h := &harness{t: t, clock: clock, mm: mm, ledger: storetest.New(t), key: key, secret: []byte("0123456789abcdef0123456789abcdef")}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		hd := h.handler
@@ -93,7 +94,7 @@ func (h *harness) start() {
 	t := h.t
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var err error
-	h.store, err = store.Open(filepath.Join(h.dir, "ica.db"), store.Options{Clock: h.clock, Key: h.key, Logger: log,
+	h.store, err = h.ledger.Open(store.Options{Clock: h.clock, Key: h.key, Logger: log,
 		Notifier: bot.Notifier{}, FinanceThreshold: 5000,
 		OnEnqueue: func() { h.disp.Notify(); h.sched.Notify() }})
 	require.NoError(t, err)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/store/storetest"
+
 	"github.com/ica-governance/ica/internal/testclock"
 
 	"github.com/mattermost/mattermost/server/public/model"
@@ -48,7 +50,7 @@ type incidentHarness struct {
 	mm     *mmtest.Server
 	pd     *pdtest.Server
 	srv    *httptest.Server
-	dir    string
+	ledger *storetest.Target
 	key    ed25519.PrivateKey
 	cfg    bot.Config
 	freeze *freeze.Policy
@@ -74,7 +76,7 @@ func newIncidentHarness(t *testing.T) *incidentHarness {
 	mm.Join("deployments", "tech1", "biz1", "alice", "ic1", "ica-bot")
 	mm.Join("incidents", "oncall1", "oncall2", "ic1", "random", "ica-bot")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	h := &incidentHarness{t: t, clock: clock, mm: mm, pd: pdtest.NewServer(t), dir: t.TempDir(), key: key,
+	h := &incidentHarness{t: t, clock: clock, mm: mm, pd: pdtest.NewServer(t), ledger: storetest.New(t), key: key,
 		freeze: freeze.New(freeze.Config{Targets: map[string]freeze.Scope{ica.TargetProduction: {ResourceGroups: []string{"test-rg"}}}})}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
@@ -110,7 +112,7 @@ func (h *incidentHarness) start() {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	routing := &alerts.RoutingConfig{IncidentChannel: "incidents"}
 	var err error
-	h.store, err = store.Open(filepath.Join(h.dir, "ica.db"), store.Options{Clock: h.clock, Key: h.key, Logger: log,
+	h.store, err = h.ledger.Open(store.Options{Clock: h.clock, Key: h.key, Logger: log,
 		Notifier: bot.Notifier{}, OnEnqueue: func() { h.disp.Notify() },
 		RouteAlert: func(a *ica.Alert) store.AlertRoute {
 			r := routing.Route(a)

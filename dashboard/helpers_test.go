@@ -5,9 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,7 +31,7 @@ func openStore(tb testing.TB, at time.Time) (*store.Store, *ica.FakeClock) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(tb, err)
 	clock := ica.NewFakeClock(at)
-	st, err := store.Open(filepath.Join(tb.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key, CheckpointEvery: 7})
+	st, err := storetest.New(tb).Open(store.Options{Clock: clock, Key: key, CheckpointEvery: 7})
 	require.NoError(tb, err)
 	tb.Cleanup(func() {
 		rep, err := st.Check()

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/ica-governance/ica/internal/testclock"
 
@@ -58,7 +59,7 @@ func setup(t *testing.T, peer ica.Deliverer) (*store.Store, *outbox.Dispatcher, 
 	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	var d *outbox.Dispatcher
-	s, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key,
+	s, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key,
 		OnEnqueue: func() { d.Notify() }})
 	require.NoError(t, err)
 	d = outbox.New(s, clock, slog.New(slog.NewTextHandler(io.Discard, nil)), outbox.Policy{MaxAttempts: 5}, nil)

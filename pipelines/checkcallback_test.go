@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/ica-governance/ica/internal/testclock"
 
@@ -66,7 +67,7 @@ func TestCheck_CallbackModeEndToEnd(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var disp *outbox.Dispatcher
-	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key, OnEnqueue: func() { disp.Notify() }})
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key, OnEnqueue: func() { disp.Notify() }})
 	require.NoError(t, err)
 	defer st.Close()
 	disp = outbox.New(st, clock, log, outbox.Policy{BaseDelay: time.Second}, nil)

@@ -7,9 +7,10 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/ica-governance/ica/internal/testclock"
 
@@ -23,7 +24,7 @@ import (
 func TestScheduler_Tick_RemindsOnceThenExpires(t *testing.T) {
 	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key})
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key})
 	require.NoError(t, err)
 	defer st.Close()
 	ctx := context.Background()
@@ -69,7 +70,7 @@ func TestScheduler_Tick_RemindsOnceThenExpires(t *testing.T) {
 func TestScheduler_StartStop_WakesAtTheDeadline(t *testing.T) {
 	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key,
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key,
 		ApprovalTimeout: func(string) time.Duration { return 30 * time.Second }})
 	require.NoError(t, err)
 	defer st.Close()

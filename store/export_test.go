@@ -10,9 +10,9 @@ import (
 // commit (simulating a full disk); nil removes it. Tests only.
 func (s *Store) SetBeforeCommit(fn func() error) { s.beforeCommit = fn }
 
-// TamperEntry rewrites one ledger entry in a closed ledger file, bypassing
-// the chain, so tests can check that Check notices.
-func TamperEntry(path string, seq uint64, fn func(e *ica.LedgerEntry)) error {
+// TamperEntryFile rewrites one ledger entry in a closed ledger file,
+// bypassing the chain, so tests can check that Check notices.
+func TamperEntryFile(path string, seq uint64, fn func(e *ica.LedgerEntry)) error {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		return err

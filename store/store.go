@@ -126,6 +126,7 @@ type Store struct {
 
 	entries     atomic.Uint64 // ledger head seq
 	outboxDepth atomic.Int64
+	leading     atomic.Bool
 
 	// beforeCommit is a test seam that fails a transaction just before commit.
 	beforeCommit func() error
@@ -302,6 +303,58 @@ func (s *Store) Ping() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return s.eng.Ping(ctx)
+}
+
+// leaderEngine is an engine shared by several processes, of which one at a
+// time runs the scheduled work.
+type leaderEngine interface {
+	lead(ctx context.Context, key int64, poll time.Duration, fn func(ctx context.Context), log func(msg string, args ...any))
+	listen(ctx context.Context, wake func(), log func(msg string, args ...any))
+}
+
+// LeaderPoll is how often a replica that does not lead tries to take over,
+// and how often the leader checks that it still holds its lock.
+const LeaderPoll = 2 * time.Second
+
+// Lead runs fn while this process leads the scheduled work (expiry,
+// reminders, cost sync, checkpoints): always on an embedded ledger (one
+// process); on a shared database, while it holds the scheduler lock. fn's
+// context ends when the lead may be lost; Lead returns when ctx ends.
+func (s *Store) Lead(ctx context.Context, fn func(ctx context.Context)) {
+	run := func(ctx context.Context) {
+		s.leading.Store(true)
+		defer s.leading.Store(false)
+		fn(ctx)
+	}
+	if le, ok := s.eng.(leaderEngine); ok {
+		le.lead(ctx, pgLockScheduler, LeaderPoll, run, func(msg string, args ...any) { s.log.Info(msg, args...) })
+		return
+	}
+	run(ctx)
+}
+
+// Leading reports whether this process runs the scheduled work now.
+func (s *Store) Leading() bool { return s.leading.Load() }
+
+// Shared reports whether other processes may write the same ledger.
+func (s *Store) Shared() bool {
+	_, ok := s.eng.(leaderEngine)
+	return ok
+}
+
+// Watch calls wake whenever another process committed something that may
+// concern this one's dispatcher or scheduler (on a shared database), until
+// ctx ends. On an embedded ledger every commit is this process's own
+// (Options.OnEnqueue), and Watch only waits for ctx.
+func (s *Store) Watch(ctx context.Context, wake func()) {
+	if le, ok := s.eng.(leaderEngine); ok {
+		le.listen(ctx, func() {
+			s.refreshCounters()
+			wake()
+		}, func(msg string, args ...any) { s.log.Warn(msg, args...) })
+		return
+	}
+	<-ctx.Done()
 }
 
 // view runs fn in a read-only snapshot.

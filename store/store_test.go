@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/store"
+	"github.com/ica-governance/ica/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
@@ -37,8 +40,7 @@ func MustOpen(tb testing.TB, opts ...func(*store.Options)) (*store.Store, *ica.F
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := store.Open(filepath.Join(tb.TempDir(), "ica.db"), o)
-	require.NoError(tb, err)
+	s := storetest.New(tb).MustOpen(o)
 	tb.Cleanup(func() {
 		MustCheck(tb, s)
 		require.NoError(tb, s.Close())
@@ -318,6 +320,7 @@ func TestStore_ExpireDue(t *testing.T) {
 }
 
 func TestStore_Open_LockedFailsFast(t *testing.T) {
+	boltOnly(t)
 	path := filepath.Join(t.TempDir(), "ica.db")
 	s, err := store.Open(path, store.Options{Key: testKey(t)})
 	require.NoError(t, err)
@@ -330,6 +333,7 @@ func TestStore_Open_LockedFailsFast(t *testing.T) {
 }
 
 func TestStore_Open_DamagedFileUntouched(t *testing.T) {
+	boltOnly(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.db")
 	s, err := store.Open(good, store.Options{Key: testKey(t)})
@@ -452,19 +456,16 @@ func TestStore_Backup_IsConsistentCopy(t *testing.T) {
 }
 
 func TestStore_Check_FindsTampering(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ica.db")
+	target := storetest.New(t)
 	key := testKey(t)
-	s, err := store.Open(path, store.Options{Key: key})
-	require.NoError(t, err)
+	s := target.MustOpen(store.Options{Key: key})
 	for i := range 5 {
 		_, _, err := s.StartRun(context.Background(), start(fmt.Sprintf("r%d", i)), "ado")
 		require.NoError(t, err)
 	}
 	require.NoError(t, s.Close())
-	require.NoError(t, store.TamperEntry(path, 3, func(e *ica.LedgerEntry) { e.Actor = "mallory" }))
-	s, err = store.Open(path, store.Options{Key: key})
-	require.NoError(t, err)
+	require.NoError(t, tamperEntry(target, 3, func(e *ica.LedgerEntry) { e.Actor = "mallory" }))
+	s = target.MustOpen(store.Options{Key: key})
 	defer s.Close()
 	rep, err := s.Check()
 	require.NoError(t, err)
@@ -488,4 +489,41 @@ func TestEventRecord_IsCanonical(t *testing.T) {
 		want, _ = ica.CanonicalJSON(got)
 		require.Equal(t, string(want), string(got))
 	}
+}
+
+// boltOnly skips a test of the bbolt engine itself on a PostgreSQL run.
+func boltOnly(t *testing.T) {
+	t.Helper()
+	if storetest.Engine() != storetest.Bolt {
+		t.Skip("a test of the bbolt file engine")
+	}
+}
+
+// tamperEntry rewrites one ledger entry of a closed ledger, bypassing the
+// chain, on either engine.
+func tamperEntry(t *storetest.Target, seq uint64, fn func(e *ica.LedgerEntry)) error {
+	if t.DSN == "" {
+		return store.TamperEntryFile(t.Path, seq, fn)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, t.DSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	key := binary.BigEndian.AppendUint64(nil, seq)
+	var raw []byte
+	if err := conn.QueryRow(ctx, "SELECT v FROM kv_ledger WHERE k = $1", key).Scan(&raw); err != nil {
+		return err
+	}
+	var e ica.LedgerEntry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return err
+	}
+	fn(&e)
+	if raw, err = json.Marshal(&e); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "UPDATE kv_ledger SET v = $2 WHERE k = $1", key, raw)
+	return err
 }

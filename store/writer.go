@@ -22,6 +22,10 @@ type txState struct {
 	now time.Time
 }
 
+// wake asks for the dispatchers and the scheduler (of every replica) to look
+// again after the commit: something was queued, or a deadline changed.
+func (st *txState) wake() { st.req.enqueued = true }
+
 // update runs fn in a write transaction shared with other concurrent writers
 // (group commit): one commit (one fsync) serves every operation in the group,
 // so throughput does not fall to one commit per request. fn runs once, in
@@ -97,7 +101,15 @@ func (s *Store) commit(batch []*writeReq) {
 	for _, r := range batch {
 		ov.reset()
 		st := &txState{req: r, now: s.clock.Now()}
-		if err := runFn(r, ov, st); err != nil {
+		err := runFn(r, ov, st)
+		if f, isPG := wtx.(interface{ Err() error }); isPG && f.Err() != nil {
+			// The engine failed under the operation (a lost database
+			// connection): what it read cannot be trusted, nor the group.
+			wtx.Rollback()
+			unavailable(f.Err(), append(ok, r))
+			return
+		}
+		if err != nil {
 			r.done <- err
 			continue
 		}
@@ -109,6 +121,11 @@ func (s *Store) commit(batch []*writeReq) {
 			return
 		}
 		ok = append(ok, r)
+		if r.enqueued {
+			if w, shared := wtx.(interface{ setWake() }); shared {
+				w.setWake() // other replicas' dispatchers and scheduler
+			}
+		}
 	}
 	if len(ok) == 0 {
 		wtx.Rollback()

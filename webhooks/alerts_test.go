@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ica-governance/ica/store/storetest"
+
 	"github.com/ica-governance/ica/internal/testclock"
 
 	"github.com/stretchr/testify/require"
@@ -71,7 +73,7 @@ func newAlertEnv(t *testing.T) *alertEnv {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	routing := &alerts.RoutingConfig{}
 	pol := freeze.New(freeze.Config{Targets: map[string]freeze.Scope{ica.TargetProduction: {ResourceGroups: []string{"rg-prod"}}}})
-	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key,
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key,
 		RouteAlert: func(a *ica.Alert) store.AlertRoute {
 			r := routing.Route(a)
 			return store.AlertRoute{Page: r.PagerDuty, Drop: r.Drop, Channel: r.Channel, Quiet: r.Quiet}

@@ -11,10 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ica-governance/ica/store/storetest"
 
 	"github.com/ica-governance/ica/internal/testclock"
 
@@ -43,7 +44,7 @@ func newEnv(t testing.TB, rate float64) *env {
 	t.Helper()
 	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	st, err := store.Open(filepath.Join(t.TempDir(), "ica.db"), store.Options{Clock: clock, Key: key})
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key})
 	require.NoError(t, err)
 	pt, err := webhooks.NewStaticTokens(map[string]string{"ado": webhooks.HashToken(pipelineToken)}, nil)
 	require.NoError(t, err)

@@ -1,0 +1,598 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ica-governance/ica"
+)
+
+// pgEngine keeps the buckets in PostgreSQL, one table per bucket (see
+// migrations/postgres). Any number of ICA replicas share it:
+//   - write transactions are serialised by a transaction-level advisory lock
+//     (the chain lock), so the hash chain has one head and every
+//     read-modify-write sees the last commit, whichever replica made it;
+//   - each replica still groups its concurrent requests into one
+//     transaction, whose writes are buffered and sent in one round trip at
+//     commit (synchronous commit: a 2xx answer means durable);
+//   - reads run in REPEATABLE READ snapshots.
+type pgEngine struct {
+	pool *pgxpool.Pool
+	desc string
+	// onWake is called when another replica (or this one) committed
+	// something that may wake the dispatcher or the scheduler.
+	mu     sync.Mutex
+	onWake func()
+}
+
+var _ engine = (*pgEngine)(nil)
+
+// Advisory lock keys (one namespace: "ICA" in ASCII, then a number).
+const (
+	pgLockChain     int64 = 0x494341_0001
+	pgLockMigrate   int64 = 0x494341_0002
+	pgLockScheduler int64 = 0x494341_0003
+)
+
+// pgWakeChannel is the LISTEN/NOTIFY channel of commits that enqueued
+// outbox messages or changed deadlines.
+const pgWakeChannel = "ica_wake"
+
+func table(bucket []byte) string { return "kv_" + string(bucket) }
+
+// knownTables are the tables of the buckets of the schema; a bucket name is
+// only ever turned into SQL after it is found here.
+var knownTables = func() map[string]string {
+	m := map[string]string{}
+	for _, b := range allBuckets {
+		m[string(b)] = pgx.Identifier{table(b)}.Sanitize()
+	}
+	return m
+}()
+
+func (e *pgEngine) Describe() string { return e.desc }
+
+func (e *pgEngine) Close() error {
+	e.pool.Close()
+	return nil
+}
+
+func (e *pgEngine) Ping(ctx context.Context) error {
+	var ro string
+	if err := e.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&ro); err != nil {
+		return unavailableDB(err)
+	}
+	if ro == "on" {
+		return errors.New("the database is read-only (a standby?)")
+	}
+	return nil
+}
+
+// unavailableDB turns a database failure into the transient error callers
+// answer with 503 and Retry-After.
+func unavailableDB(err error) error {
+	var ie *ica.Error
+	if errors.As(err, &ie) {
+		return err
+	}
+	return ica.Unavailable("the ledger database could not be reached; nothing was recorded, retry later", err)
+}
+
+func (e *pgEngine) View(fn func(Tx) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return unavailableDB(err)
+	}
+	defer tx.Rollback(context.Background())
+	r := &pgReader{ctx: ctx, tx: tx, buckets: map[string]*pgBucket{}}
+	ferr := fn(r)
+	if r.err != nil {
+		return unavailableDB(r.err)
+	}
+	return ferr
+}
+
+func (e *pgEngine) Begin(ctx context.Context) (writeTx, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		cancel()
+		return nil, unavailableDB(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockChain); err != nil {
+		_ = tx.Rollback(context.Background())
+		cancel()
+		return nil, unavailableDB(err)
+	}
+	r := &pgReader{ctx: ctx, tx: tx, buckets: map[string]*pgBucket{}}
+	return &pgWriteTx{overlay: newOverlay(r), r: r, cancel: cancel}, nil
+}
+
+// pgWriteTx is the group's transaction: the database, read under the chain
+// lock, with every write buffered in an overlay until Commit.
+type pgWriteTx struct {
+	*overlay
+	r      *pgReader
+	cancel context.CancelFunc
+	wake   bool
+}
+
+// Err reports a database failure met while reading: the operations that ran
+// may have seen nothing where something was, so the group must not commit.
+func (t *pgWriteTx) Err() error { return t.r.err }
+
+// setWake asks the commit to notify every replica.
+func (t *pgWriteTx) setWake() { t.wake = true }
+
+func (t *pgWriteTx) Rollback() {
+	_ = t.r.tx.Rollback(context.Background())
+	t.cancel()
+}
+
+func (t *pgWriteTx) Commit() error {
+	defer t.cancel()
+	if t.r.err != nil {
+		_ = t.r.tx.Rollback(context.Background())
+		return unavailableDB(t.r.err)
+	}
+	ctx := t.r.ctx
+	batch := &pgx.Batch{}
+	for _, b := range t.order {
+		name := knownTables[b.name]
+		var putK, putV, del [][]byte
+		for _, k := range b.sorted() {
+			w := b.writes[k]
+			if w.deleted {
+				del = append(del, []byte(k))
+			} else {
+				putK, putV = append(putK, []byte(k)), append(putV, w.v)
+			}
+		}
+		if len(del) > 0 {
+			batch.Queue("DELETE FROM "+name+" WHERE k = ANY($1::bytea[])", del)
+		}
+		if len(putK) > 0 {
+			batch.Queue("INSERT INTO "+name+" (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", putK, putV)
+		}
+		if b.seqSet {
+			batch.Queue("INSERT INTO ica_seq (bucket, seq) VALUES ($1, $2) ON CONFLICT (bucket) DO UPDATE SET seq = EXCLUDED.seq", b.name, int64(b.seq))
+		}
+	}
+	if t.wake {
+		batch.Queue("SELECT pg_notify($1, '')", pgWakeChannel)
+	}
+	if batch.Len() > 0 {
+		if err := t.r.tx.SendBatch(ctx, batch).Close(); err != nil {
+			_ = t.r.tx.Rollback(context.Background())
+			return unavailableDB(err)
+		}
+	}
+	if err := t.r.tx.Commit(ctx); err != nil {
+		return unavailableDB(err)
+	}
+	for _, fn := range t.onCommit {
+		fn()
+	}
+	return nil
+}
+
+// pgReader reads buckets inside one database transaction. A query failure
+// is kept (Err) and reads return nothing after it.
+type pgReader struct {
+	ctx      context.Context
+	tx       pgx.Tx
+	buckets  map[string]*pgBucket
+	err      error
+	onCommit []func()
+}
+
+func (r *pgReader) Bucket(name []byte) Bucket {
+	if b := r.buckets[string(name)]; b != nil {
+		return b
+	}
+	t, ok := knownTables[string(name)]
+	if !ok {
+		panic(fmt.Sprintf("store: unknown bucket %q", name))
+	}
+	b := &pgBucket{r: r, name: string(name), table: t}
+	r.buckets[string(name)] = b
+	return b
+}
+
+// OnCommit of a read transaction: never called (writes go to the overlay,
+// whose callbacks the group keeps).
+func (r *pgReader) OnCommit(fn func()) { r.onCommit = append(r.onCommit, fn) }
+
+func (r *pgReader) fail(err error) {
+	if r.err == nil && err != nil {
+		r.err = err
+	}
+}
+
+type pgBucket struct {
+	r     *pgReader
+	name  string
+	table string
+	seq   *uint64
+}
+
+func (b *pgBucket) Get(key []byte) []byte {
+	if b.r.err != nil {
+		return nil
+	}
+	var v []byte
+	err := b.r.tx.QueryRow(b.r.ctx, "SELECT v FROM "+b.table+" WHERE k = $1", key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		b.r.fail(err)
+		return nil
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v
+}
+
+// Writes never reach a pgBucket: the group's overlay buffers them.
+func (b *pgBucket) Put(key, value []byte) error { return errReadOnly }
+func (b *pgBucket) Delete(key []byte) error     { return errReadOnly }
+func (b *pgBucket) NextSequence() (uint64, error) {
+	return 0, errReadOnly
+}
+func (b *pgBucket) SetSequence(uint64) error { return errReadOnly }
+
+func (b *pgBucket) Sequence() uint64 {
+	if b.seq != nil {
+		return *b.seq
+	}
+	var v int64
+	err := b.r.tx.QueryRow(b.r.ctx, "SELECT seq FROM ica_seq WHERE bucket = $1", b.name).Scan(&v)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		b.r.fail(err)
+		return 0
+	}
+	u := uint64(v)
+	b.seq = &u
+	return u
+}
+
+func (b *pgBucket) ForEach(fn func(k, v []byte) error) error { return forEach(b, fn) }
+
+func (b *pgBucket) Cursor() Cursor { return &pgCursor{b: b} }
+
+// pgCursor walks a table through a window of rows fetched in key order. The
+// window holds every key between its first and last row, so moves and
+// seeks inside it need no query (an overlay's merged cursor seeks at every
+// step); pages grow while a walk goes on.
+type pgCursor struct {
+	b              *pgBucket
+	rows           []kvPair
+	i              int
+	atStart, atEnd bool // no key before rows[0] / after the last row
+	page           int
+}
+
+const (
+	pgFirstPage = 16
+	pgMaxPage   = 2048
+)
+
+func (c *pgCursor) nextPage() int {
+	if c.page == 0 {
+		c.page = pgFirstPage
+	} else if c.page < pgMaxPage {
+		c.page *= 2
+	}
+	return c.page
+}
+
+func (c *pgCursor) load(query string, desc bool, args ...any) {
+	c.rows, c.i = c.rows[:0], -1
+	if c.b.r.err != nil {
+		return
+	}
+	rows, err := c.b.r.tx.Query(c.b.r.ctx, query, args...)
+	if err != nil {
+		c.b.r.fail(err)
+		return
+	}
+	for rows.Next() {
+		var k, v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			c.b.r.fail(err)
+			c.rows = c.rows[:0]
+			return
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		c.rows = append(c.rows, kvPair{k, v})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		c.b.r.fail(err)
+		c.rows = c.rows[:0]
+	}
+	if desc {
+		for i, j := 0, len(c.rows)-1; i < j; i, j = i+1, j-1 {
+			c.rows[i], c.rows[j] = c.rows[j], c.rows[i]
+		}
+	}
+}
+
+func (c *pgCursor) at(i int) ([]byte, []byte) {
+	if i < 0 || i >= len(c.rows) {
+		c.i = -1
+		return nil, nil
+	}
+	c.i = i
+	return c.rows[i].k, c.rows[i].v
+}
+
+func (c *pgCursor) First() ([]byte, []byte) {
+	c.page = 0
+	n := c.nextPage()
+	c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k LIMIT $1", false, n)
+	c.atStart, c.atEnd = true, len(c.rows) < n
+	return c.at(0)
+}
+
+func (c *pgCursor) Last() ([]byte, []byte) {
+	c.page = 0
+	n := c.nextPage()
+	c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k DESC LIMIT $1", true, n)
+	c.atStart, c.atEnd = len(c.rows) < n, true
+	return c.at(len(c.rows) - 1)
+}
+
+func (c *pgCursor) Seek(seek []byte) ([]byte, []byte) {
+	if n := len(c.rows); n > 0 {
+		lo, hi := c.rows[0].k, c.rows[n-1].k
+		covered := (bytes.Compare(seek, lo) >= 0 || c.atStart) && (bytes.Compare(seek, hi) <= 0 || c.atEnd)
+		if covered {
+			i := sort.Search(n, func(i int) bool { return bytes.Compare(c.rows[i].k, seek) >= 0 })
+			return c.at(i)
+		}
+	}
+	c.page = 0
+	n := c.nextPage()
+	if seek == nil {
+		seek = []byte{}
+	}
+	c.load("SELECT k, v FROM "+c.b.table+" WHERE k >= $1 ORDER BY k LIMIT $2", false, seek, n)
+	c.atStart, c.atEnd = len(seek) == 0, len(c.rows) < n
+	return c.at(0)
+}
+
+func (c *pgCursor) Next() ([]byte, []byte) {
+	if c.i < 0 {
+		return nil, nil
+	}
+	if c.i+1 < len(c.rows) {
+		return c.at(c.i + 1)
+	}
+	if c.atEnd {
+		c.i = -1
+		return nil, nil
+	}
+	last := c.rows[len(c.rows)-1].k
+	n := c.nextPage()
+	c.load("SELECT k, v FROM "+c.b.table+" WHERE k > $1 ORDER BY k LIMIT $2", false, last, n)
+	c.atStart, c.atEnd = false, len(c.rows) < n
+	return c.at(0)
+}
+
+func (c *pgCursor) Prev() ([]byte, []byte) {
+	if c.i < 0 {
+		return nil, nil
+	}
+	if c.i > 0 {
+		return c.at(c.i - 1)
+	}
+	if c.atStart {
+		c.i = -1
+		return nil, nil
+	}
+	first := c.rows[0].k
+	n := c.nextPage()
+	c.load("SELECT k, v FROM "+c.b.table+" WHERE k < $1 ORDER BY k DESC LIMIT $2", true, first, n)
+	c.atStart, c.atEnd = len(c.rows) < n, false
+	return c.at(len(c.rows) - 1)
+}
+
+// Backup writes every table, read in one snapshot, as a bbolt ledger file:
+// a backup of a PostgreSQL ledger restores into either engine.
+func (e *pgEngine) Backup(w io.Writer) (int64, error) {
+	dir, err := os.MkdirTemp("", "ica-backup-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "ica.db")
+	if err := e.CopyTo(path); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return io.Copy(w, f)
+}
+
+// CopyTo writes every bucket, read in one snapshot, into a new bbolt file.
+func (e *pgEngine) CopyTo(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put(keySchema, []byte(schemaVersion))
+	}); err != nil {
+		return err
+	}
+	return e.View(func(src Tx) error {
+		return copyBuckets(src, func(fn func(dst Tx) error) error {
+			return db.Update(func(tx *bolt.Tx) error {
+				for _, b := range allBuckets {
+					if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+						return err
+					}
+				}
+				return fn(&boltTx{tx: tx})
+			})
+		})
+	})
+}
+
+// copyBuckets copies every bucket and sequence of src into transactions
+// opened by update, a few thousand keys at a time.
+func copyBuckets(src Tx, update func(func(dst Tx) error) error) error {
+	const chunk = 5000
+	for _, name := range allBuckets {
+		sb := src.Bucket(name)
+		seq := sb.Sequence()
+		var pending []kvPair
+		flush := func() error {
+			if len(pending) == 0 {
+				return nil
+			}
+			err := update(func(dst Tx) error {
+				db := dst.Bucket(name)
+				for _, p := range pending {
+					if err := db.Put(p.k, p.v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			pending = pending[:0]
+			return err
+		}
+		c := sb.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			pending = append(pending, kvPair{bytes.Clone(k), bytes.Clone(v)})
+			if len(pending) == chunk {
+				if err := flush(); err != nil {
+					return fmt.Errorf("copy %s: %w", name, err)
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+		if seq > 0 {
+			if err := update(func(dst Tx) error { return dst.Bucket(name).SetSequence(seq) }); err != nil {
+				return fmt.Errorf("copy %s: sequence: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// listen calls wake for every commit notification from any replica until
+// ctx ends, reconnecting after a lost connection (and waking once then, as
+// notifications may have been missed meanwhile).
+func (e *pgEngine) listen(ctx context.Context, wake func(), log func(msg string, args ...any)) {
+	for ctx.Err() == nil {
+		conn, err := e.pool.Acquire(ctx)
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgWakeChannel)
+			if err == nil {
+				wake()
+				for ctx.Err() == nil {
+					if _, err = conn.Conn().WaitForNotification(ctx); err != nil {
+						break
+					}
+					wake()
+				}
+			}
+			conn.Release()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log("database notifications lost; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// lead runs fn while this replica holds the named session advisory lock on
+// a connection of its own; fn's context ends when the lock may be lost (the
+// connection failed). Another replica takes over within a poll interval of
+// the holder's death: PostgreSQL drops a dead session's locks.
+func (e *pgEngine) lead(ctx context.Context, key int64, poll time.Duration, fn func(ctx context.Context), log func(msg string, args ...any)) {
+	for ctx.Err() == nil {
+		conn, err := e.pool.Acquire(ctx)
+		if err != nil {
+			sleepCtx(ctx, poll)
+			continue
+		}
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil || !got {
+			conn.Release()
+			sleepCtx(ctx, poll)
+			continue
+		}
+		log("this replica leads the scheduled work")
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); fn(lctx) }()
+	watch:
+		for {
+			select {
+			case <-done:
+				break watch
+			case <-time.After(poll):
+				pctx, pcancel := context.WithTimeout(ctx, poll)
+				err := conn.Ping(pctx)
+				pcancel()
+				if err != nil {
+					log("lost the scheduler lock's connection; stepping down", "err", err)
+					break watch
+				}
+			}
+		}
+		cancel()
+		<-done
+		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+		conn.Release()
+		if ctx.Err() == nil {
+			sleepCtx(ctx, poll)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+var _ leaderEngine = (*pgEngine)(nil)
