@@ -273,7 +273,7 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 		}
 		out = n
 		return nil
-	})
+	}, hintGet(bucketApprovals, []byte(id)))
 	return out, err
 }
 

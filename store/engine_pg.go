@@ -135,6 +135,9 @@ type pgWriteTx struct {
 // may have seen nothing where something was, so the group must not commit.
 func (t *pgWriteTx) Err() error { return t.r.err }
 
+// prefetch reads what the group's operations named, in one round trip.
+func (t *pgWriteTx) prefetch(h []readHint) { t.r.prefetch(h) }
+
 // setWake asks the commit to notify every replica.
 func (t *pgWriteTx) setWake() { t.wake = true }
 
@@ -190,26 +193,33 @@ func (t *pgWriteTx) Commit() error {
 	return nil
 }
 
-// pgReader reads buckets inside one database transaction. A query failure
-// is kept (Err) and reads return nothing after it.
+// pgReader reads buckets inside one database transaction. What it reads is
+// kept for the transaction's life (the group's writes are in the overlay
+// above it, and no other writer runs while the group holds the chain lock,
+// so what was read stays true), and the writer prefetches what a group's
+// operations will read in one round trip. A query failure is kept (Err) and
+// reads return nothing after it.
 type pgReader struct {
 	ctx      context.Context
 	tx       pgx.Tx
 	buckets  map[string]*pgBucket
 	err      error
 	onCommit []func()
+	queries  int
 }
 
-func (r *pgReader) Bucket(name []byte) Bucket {
-	if b := r.buckets[string(name)]; b != nil {
+func (r *pgReader) Bucket(name []byte) Bucket { return r.bucket(string(name)) }
+
+func (r *pgReader) bucket(name string) *pgBucket {
+	if b := r.buckets[name]; b != nil {
 		return b
 	}
-	t, ok := knownTables[string(name)]
+	t, ok := knownTables[name]
 	if !ok {
 		panic(fmt.Sprintf("store: unknown bucket %q", name))
 	}
-	b := &pgBucket{r: r, name: string(name), table: t}
-	r.buckets[string(name)] = b
+	b := &pgBucket{r: r, name: name, table: t, cache: map[string][]byte{}}
+	r.buckets[name] = b
 	return b
 }
 
@@ -223,20 +233,162 @@ func (r *pgReader) fail(err error) {
 	}
 }
 
+// readHint names a read an operation is about to make, so the group's
+// reads can be fetched together.
+type readHint struct {
+	bucket []byte
+	key    []byte
+	// around: fetch the keys just before and at-or-after key (a cursor's
+	// Seek then Prev), instead of key itself.
+	around bool
+}
+
+func hintGet(bucket, key []byte) readHint    { return readHint{bucket: bucket, key: key} }
+func hintAround(bucket, key []byte) readHint { return readHint{bucket: bucket, key: key, around: true} }
+
+// prefetch reads what hints name in one round trip.
+func (r *pgReader) prefetch(hints []readHint) {
+	if r.err != nil || len(hints) == 0 {
+		return
+	}
+	type pending struct {
+		b    *pgBucket
+		h    readHint
+		rows []kvPair
+	}
+	var todo []*pending
+	seen := map[string]bool{}
+	batch := &pgx.Batch{}
+	for _, h := range hints {
+		id := fmt.Sprintf("%s\x00%t\x00%s", h.bucket, h.around, h.key)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		b := r.bucket(string(h.bucket))
+		if !h.around {
+			if _, ok := b.cached(h.key); ok {
+				continue
+			}
+		} else if b.windowFor(h.key) != nil {
+			continue
+		}
+		p := &pending{b: b, h: h}
+		todo = append(todo, p)
+		q := "SELECT k, v FROM " + b.table + " WHERE k = $1"
+		if h.around {
+			q = "(SELECT k, v FROM " + b.table + " WHERE k < $1 ORDER BY k DESC LIMIT 1) UNION ALL (SELECT k, v FROM " + b.table + " WHERE k >= $1 ORDER BY k LIMIT 1)"
+		}
+		batch.Queue(q, h.key).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k, v []byte
+				if err := rows.Scan(&k, &v); err != nil {
+					return err
+				}
+				if v == nil {
+					v = []byte{}
+				}
+				p.rows = append(p.rows, kvPair{k, v})
+			}
+			return rows.Err()
+		})
+	}
+	if len(todo) == 0 {
+		return
+	}
+	r.queries++
+	if err := r.tx.SendBatch(r.ctx, batch).Close(); err != nil {
+		r.fail(err)
+		return
+	}
+	for _, p := range todo {
+		if !p.h.around {
+			if len(p.rows) == 1 {
+				p.b.cache[string(p.h.key)] = p.rows[0].v
+			} else {
+				p.b.cache[string(p.h.key)] = nil
+			}
+			continue
+		}
+		// The window from the key before to the key at-or-after: every key
+		// of the table between them is known (there is none).
+		w := &pgWindow{hiInf: true}
+		var pred, succ *kvPair
+		for i := range p.rows {
+			if bytes.Compare(p.rows[i].k, p.h.key) < 0 {
+				pred = &p.rows[i]
+			} else {
+				succ = &p.rows[i]
+			}
+		}
+		if pred != nil {
+			w.lo = pred.k
+			w.rows = append(w.rows, *pred)
+		}
+		if succ != nil {
+			w.rows = append(w.rows, *succ)
+			w.hi, w.hiInf = after(succ.k), false
+		}
+		p.b.windows = append(p.b.windows, w)
+	}
+}
+
 type pgBucket struct {
-	r     *pgReader
-	name  string
-	table string
-	seq   *uint64
+	r       *pgReader
+	name    string
+	table   string
+	seq     *uint64
+	cache   map[string][]byte // key → value; a nil value: known absent
+	windows []*pgWindow
+}
+
+// pgWindow is a run of a table's keys known completely: every key k with
+// lo <= k < hi is in rows (lo nil: from the start; hiInf: to the end).
+type pgWindow struct {
+	lo, hi []byte
+	hiInf  bool
+	rows   []kvPair
+}
+
+func (w *pgWindow) covers(k []byte) bool {
+	return (w.lo == nil || bytes.Compare(k, w.lo) >= 0) && (w.hiInf || bytes.Compare(k, w.hi) < 0)
+}
+
+func (b *pgBucket) windowFor(k []byte) *pgWindow {
+	for i := len(b.windows) - 1; i >= 0; i-- {
+		if b.windows[i].covers(k) {
+			return b.windows[i]
+		}
+	}
+	return nil
+}
+
+func (b *pgBucket) cached(key []byte) ([]byte, bool) {
+	if v, ok := b.cache[string(key)]; ok {
+		return v, true
+	}
+	if w := b.windowFor(key); w != nil {
+		i := sort.Search(len(w.rows), func(i int) bool { return bytes.Compare(w.rows[i].k, key) >= 0 })
+		if i < len(w.rows) && bytes.Equal(w.rows[i].k, key) {
+			return w.rows[i].v, true
+		}
+		return nil, true
+	}
+	return nil, false
 }
 
 func (b *pgBucket) Get(key []byte) []byte {
 	if b.r.err != nil {
 		return nil
 	}
+	if v, ok := b.cached(key); ok {
+		return v
+	}
 	var v []byte
+	b.r.queries++
 	err := b.r.tx.QueryRow(b.r.ctx, "SELECT v FROM "+b.table+" WHERE k = $1", key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
+		b.cache[string(key)] = nil
 		return nil
 	}
 	if err != nil {
@@ -246,22 +398,22 @@ func (b *pgBucket) Get(key []byte) []byte {
 	if v == nil {
 		v = []byte{}
 	}
+	b.cache[string(key)] = v
 	return v
 }
 
 // Writes never reach a pgBucket: the group's overlay buffers them.
-func (b *pgBucket) Put(key, value []byte) error { return errReadOnly }
-func (b *pgBucket) Delete(key []byte) error     { return errReadOnly }
-func (b *pgBucket) NextSequence() (uint64, error) {
-	return 0, errReadOnly
-}
-func (b *pgBucket) SetSequence(uint64) error { return errReadOnly }
+func (b *pgBucket) Put(key, value []byte) error   { return errReadOnly }
+func (b *pgBucket) Delete(key []byte) error       { return errReadOnly }
+func (b *pgBucket) NextSequence() (uint64, error) { return 0, errReadOnly }
+func (b *pgBucket) SetSequence(uint64) error      { return errReadOnly }
 
 func (b *pgBucket) Sequence() uint64 {
 	if b.seq != nil {
 		return *b.seq
 	}
 	var v int64
+	b.r.queries++
 	err := b.r.tx.QueryRow(b.r.ctx, "SELECT seq FROM ica_seq WHERE bucket = $1", b.name).Scan(&v)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		b.r.fail(err)
@@ -274,18 +426,16 @@ func (b *pgBucket) Sequence() uint64 {
 
 func (b *pgBucket) ForEach(fn func(k, v []byte) error) error { return forEach(b, fn) }
 
-func (b *pgBucket) Cursor() Cursor { return &pgCursor{b: b} }
+func (b *pgBucket) Cursor() Cursor { return &pgCursor{b: b, i: -1} }
 
-// pgCursor walks a table through a window of rows fetched in key order. The
-// window holds every key between its first and last row, so moves and
-// seeks inside it need no query (an overlay's merged cursor seeks at every
-// step); pages grow while a walk goes on.
+// pgCursor walks a table through windows of rows fetched in key order.
+// Moves and seeks inside a known window need no query (an overlay's merged
+// cursor seeks at every step); pages grow while a walk goes on.
 type pgCursor struct {
-	b              *pgBucket
-	rows           []kvPair
-	i              int
-	atStart, atEnd bool // no key before rows[0] / after the last row
-	page           int
+	b    *pgBucket
+	w    *pgWindow
+	i    int
+	page int
 }
 
 const (
@@ -302,119 +452,151 @@ func (c *pgCursor) nextPage() int {
 	return c.page
 }
 
-func (c *pgCursor) load(query string, desc bool, args ...any) {
-	c.rows, c.i = c.rows[:0], -1
+// load fetches a window: rows of query (descending when desc), of which
+// there were fewer than n when the table ended.
+func (c *pgCursor) load(query string, desc bool, n int, args ...any) (rows []kvPair, short bool) {
 	if c.b.r.err != nil {
-		return
+		return nil, true
 	}
-	rows, err := c.b.r.tx.Query(c.b.r.ctx, query, args...)
+	c.b.r.queries++
+	res, err := c.b.r.tx.Query(c.b.r.ctx, query, args...)
 	if err != nil {
 		c.b.r.fail(err)
-		return
+		return nil, true
 	}
-	for rows.Next() {
+	for res.Next() {
 		var k, v []byte
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
+		if err := res.Scan(&k, &v); err != nil {
+			res.Close()
 			c.b.r.fail(err)
-			c.rows = c.rows[:0]
-			return
+			return nil, true
 		}
 		if v == nil {
 			v = []byte{}
 		}
-		c.rows = append(c.rows, kvPair{k, v})
+		rows = append(rows, kvPair{k, v})
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	res.Close()
+	if err := res.Err(); err != nil {
 		c.b.r.fail(err)
-		c.rows = c.rows[:0]
+		return nil, true
 	}
 	if desc {
-		for i, j := 0, len(c.rows)-1; i < j; i, j = i+1, j-1 {
-			c.rows[i], c.rows[j] = c.rows[j], c.rows[i]
+		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+			rows[i], rows[j] = rows[j], rows[i]
 		}
 	}
+	return rows, len(rows) < n
+}
+
+func (c *pgCursor) set(w *pgWindow, i int) ([]byte, []byte) {
+	c.w = w
+	c.b.windows = append(c.b.windows, w)
+	return c.at(i)
 }
 
 func (c *pgCursor) at(i int) ([]byte, []byte) {
-	if i < 0 || i >= len(c.rows) {
+	if c.w == nil || i < 0 || i >= len(c.w.rows) {
 		c.i = -1
 		return nil, nil
 	}
 	c.i = i
-	return c.rows[i].k, c.rows[i].v
+	return c.w.rows[i].k, c.w.rows[i].v
+}
+
+// ascending builds the window of rows fetched upwards from lo.
+func ascending(lo []byte, rows []kvPair, short bool) *pgWindow {
+	w := &pgWindow{lo: lo, rows: rows, hiInf: short}
+	if !short {
+		w.hi = after(rows[len(rows)-1].k)
+	}
+	return w
+}
+
+// descending builds the window of rows fetched downwards below hi (nil: the end).
+func descending(hi []byte, rows []kvPair, short bool) *pgWindow {
+	w := &pgWindow{hi: hi, hiInf: hi == nil, rows: rows}
+	if !short {
+		w.lo = rows[0].k
+	}
+	return w
 }
 
 func (c *pgCursor) First() ([]byte, []byte) {
 	c.page = 0
 	n := c.nextPage()
-	c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k LIMIT $1", false, n)
-	c.atStart, c.atEnd = true, len(c.rows) < n
-	return c.at(0)
+	rows, short := c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k LIMIT $1", false, n, n)
+	return c.set(ascending(nil, rows, short), 0)
 }
 
 func (c *pgCursor) Last() ([]byte, []byte) {
 	c.page = 0
 	n := c.nextPage()
-	c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k DESC LIMIT $1", true, n)
-	c.atStart, c.atEnd = len(c.rows) < n, true
-	return c.at(len(c.rows) - 1)
+	rows, short := c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k DESC LIMIT $1", true, n, n)
+	return c.set(descending(nil, rows, short), len(rows)-1)
 }
 
 func (c *pgCursor) Seek(seek []byte) ([]byte, []byte) {
-	if n := len(c.rows); n > 0 {
-		lo, hi := c.rows[0].k, c.rows[n-1].k
-		covered := (bytes.Compare(seek, lo) >= 0 || c.atStart) && (bytes.Compare(seek, hi) <= 0 || c.atEnd)
-		if covered {
-			i := sort.Search(n, func(i int) bool { return bytes.Compare(c.rows[i].k, seek) >= 0 })
-			return c.at(i)
-		}
-	}
-	c.page = 0
-	n := c.nextPage()
 	if seek == nil {
 		seek = []byte{}
 	}
-	c.load("SELECT k, v FROM "+c.b.table+" WHERE k >= $1 ORDER BY k LIMIT $2", false, seek, n)
-	c.atStart, c.atEnd = len(seek) == 0, len(c.rows) < n
-	return c.at(0)
+	c.page = 0
+	return c.seek(seek)
+}
+
+// seek moves to the first key >= k from the known windows, or fetches the
+// next page from there.
+func (c *pgCursor) seek(k []byte) ([]byte, []byte) {
+	w := c.w
+	if w == nil || !w.covers(k) {
+		w = c.b.windowFor(k)
+	}
+	if w != nil {
+		i := sort.Search(len(w.rows), func(i int) bool { return bytes.Compare(w.rows[i].k, k) >= 0 })
+		if i < len(w.rows) {
+			c.w = w
+			return c.at(i)
+		}
+		if w.hiInf {
+			c.w, c.i = w, -1
+			return nil, nil
+		}
+		k = w.hi // nothing in [k, hi): the answer is at or after hi
+	}
+	n := c.nextPage()
+	rows, short := c.load("SELECT k, v FROM "+c.b.table+" WHERE k >= $1 ORDER BY k LIMIT $2", false, n, k, n)
+	return c.set(ascending(k, rows, short), 0)
 }
 
 func (c *pgCursor) Next() ([]byte, []byte) {
-	if c.i < 0 {
+	if c.i < 0 || c.w == nil {
 		return nil, nil
 	}
-	if c.i+1 < len(c.rows) {
+	if c.i+1 < len(c.w.rows) {
 		return c.at(c.i + 1)
 	}
-	if c.atEnd {
+	if c.w.hiInf {
 		c.i = -1
 		return nil, nil
 	}
-	last := c.rows[len(c.rows)-1].k
-	n := c.nextPage()
-	c.load("SELECT k, v FROM "+c.b.table+" WHERE k > $1 ORDER BY k LIMIT $2", false, last, n)
-	c.atStart, c.atEnd = false, len(c.rows) < n
-	return c.at(0)
+	return c.seek(c.w.hi)
 }
 
 func (c *pgCursor) Prev() ([]byte, []byte) {
-	if c.i < 0 {
+	if c.i < 0 || c.w == nil {
 		return nil, nil
 	}
 	if c.i > 0 {
 		return c.at(c.i - 1)
 	}
-	if c.atStart {
+	if c.w.lo == nil {
 		c.i = -1
 		return nil, nil
 	}
-	first := c.rows[0].k
+	lo := c.w.lo
 	n := c.nextPage()
-	c.load("SELECT k, v FROM "+c.b.table+" WHERE k < $1 ORDER BY k DESC LIMIT $2", true, first, n)
-	c.atStart, c.atEnd = len(c.rows) < n, false
-	return c.at(len(c.rows) - 1)
+	rows, short := c.load("SELECT k, v FROM "+c.b.table+" WHERE k < $1 ORDER BY k DESC LIMIT $2", true, n, lo, n)
+	return c.set(descending(lo, rows, short), len(rows)-1)
 }
 
 // Backup writes every table, read in one snapshot, as a bbolt ledger file:

@@ -99,7 +99,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 		}
 		run, created = r, true
 		return nil
-	})
+	}, hintGet(bucketRuns, []byte(in.RunID)))
 	return run, created, err
 }
 
@@ -114,12 +114,27 @@ func eventKey(runID string, seq int) []byte {
 	return k
 }
 
+// lastEventKey is where lastEventSeq seeks: past every event key of the run.
+func lastEventKey(runID string) []byte {
+	return append(append([]byte(runID), 0), 0xff, 0xff, 0xff, 0xff, 0xff)
+}
+
+// eventHints are the reads of an event or a finish: the run, the event id,
+// and the run's newest event.
+func (s *Store) eventHints(runID, eventID string) []readHint {
+	h := []readHint{hintGet(bucketRuns, []byte(runID)), hintAround(bucketEvents, lastEventKey(runID))}
+	if eventID != "" {
+		h = append(h, hintGet(bucketEventIDs, join([]byte(runID), sep, []byte(eventID))))
+	}
+	return h
+}
+
 // lastEventSeq returns the seq of the run's newest event (0: none), from the
 // key range of its events.
 func lastEventSeq(tx Tx, runID string) int {
 	c := tx.Bucket(bucketEvents).Cursor()
 	prefix := append([]byte(runID), 0)
-	k, _ := c.Seek(append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
+	k, _ := c.Seek(lastEventKey(runID))
 	if k == nil {
 		k, _ = c.Last()
 	} else {
@@ -242,7 +257,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 		}
 		ev, created = e, true
 		return nil
-	})
+	}, s.eventHints(runID, in.EventID)...)
 	return ev, created, err
 }
 
@@ -300,7 +315,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 		}
 		run, changed = r, true
 		return nil
-	})
+	}, s.eventHints(runID, "")...)
 	return run, changed, err
 }
 

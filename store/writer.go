@@ -11,6 +11,7 @@ import (
 // writeReq is one write operation waiting for a shared commit.
 type writeReq struct {
 	fn       func(tx Tx, st *txState) error
+	hints    []readHint // what fn is about to read (fetched for the group at once)
 	done     chan error
 	enqueued bool // set through txState when the operation queued outbox messages
 }
@@ -32,8 +33,12 @@ func (st *txState) wake() { st.req.enqueued = true }
 // an overlay of its own: when it returns an error, its writes are dropped
 // and its neighbours are neither re-run nor rolled back. fn must only touch
 // tx and its own result variables.
-func (s *Store) update(fn func(tx Tx, st *txState) error) error {
-	req := &writeReq{fn: fn, done: make(chan error, 1)}
+//
+// hints name what fn will read; an engine that pays a round trip per read
+// (PostgreSQL) fetches the reads of a whole group together first. They are
+// only hints: a read that was not named is fetched when it is made.
+func (s *Store) update(fn func(tx Tx, st *txState) error, hints ...readHint) error {
+	req := &writeReq{fn: fn, hints: hints, done: make(chan error, 1)}
 	select {
 	case <-s.closing:
 		return ica.Unavailable("ledger is shutting down; retry", ErrClosed)
@@ -95,6 +100,13 @@ func (s *Store) commit(batch []*writeReq) {
 	if err != nil {
 		unavailable(err, batch)
 		return
+	}
+	if p, can := wtx.(interface{ prefetch([]readHint) }); can {
+		hints := []readHint{hintGet(bucketMeta, keyHead)}
+		for _, r := range batch {
+			hints = append(hints, r.hints...)
+		}
+		p.prefetch(hints)
 	}
 	ok := make([]*writeReq, 0, len(batch))
 	ov := newOverlay(wtx)

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// pgEngineForTest opens the PostgreSQL engine on a fresh database of
+// ICA_TEST_POSTGRES (the store's own tests cannot use storetest, which
+// imports this package).
+func pgEngineForTest(t *testing.T) *pgEngine {
+	t.Helper()
+	admin := os.Getenv("ICA_TEST_POSTGRES")
+	if admin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ICA_TEST_POSTGRES is not set")
+		}
+		t.Skip("SKIPPED: ICA_TEST_POSTGRES is not set, so no PostgreSQL test runs")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "ica_engine_" + hex.EncodeToString(b[:])
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	cfg, err := pgx.ParseConfig(admin)
+	require.NoError(t, err)
+	e, err := openPgEngine(ctx, PostgresConfig{URL: fmt.Sprintf("host=%s port=%d user=%s password='%s' dbname=%s sslmode=disable",
+		cfg.Host, cfg.Port, cfg.User, cfg.Password, name)})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		e.Close()
+		c, err := pgx.Connect(ctx, admin)
+		if err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	return e
+}
+
+// TestPgCursor_MatchesModel: the PostgreSQL cursor, with its windows and
+// prefetched ranges, and the overlays above it, read exactly what a plain
+// sorted map holds.
+func TestPgCursor_MatchesModel(t *testing.T) {
+	e := pgEngineForTest(t)
+	ctx := context.Background()
+	for seed := range uint64(12) {
+		rng := mrand.New(mrand.NewPCG(seed, 7))
+		key := func() []byte { return []byte{byte('a' + rng.IntN(5)), byte('a' + rng.IntN(5))} }
+		// Each round writes through a committed group, then reads in a new one.
+		want := model{}
+		wtx, err := e.Begin(ctx)
+		require.NoError(t, err)
+		_ = wtx.Bucket(bucketRuns).ForEach(func(k, v []byte) error { want[string(k)] = string(v); return nil })
+		ov := newOverlay(wtx)
+		for range 12 {
+			k := key()
+			if rng.IntN(4) == 0 {
+				require.NoError(t, ov.Bucket(bucketRuns).Delete(k))
+				delete(want, string(k))
+			} else {
+				v := fmt.Sprint(rng.IntN(100))
+				require.NoError(t, ov.Bucket(bucketRuns).Put(k, []byte(v)))
+				want[string(k)] = v
+			}
+		}
+		require.NoError(t, ov.merge())
+		require.NoError(t, wtx.Commit())
+
+		wtx, err = e.Begin(ctx)
+		require.NoError(t, err)
+		pw := wtx.(*pgWriteTx)
+		var hints []readHint
+		for range 3 {
+			hints = append(hints, hintAround(bucketRuns, key()), hintGet(bucketRuns, key()))
+		}
+		pw.prefetch(hints)
+		checkBucket(t, rng, wtx.Bucket(bucketRuns), want)
+		// An operation's overlay on top of the group's.
+		op := newOverlay(wtx)
+		got := model{}
+		for k, v := range want {
+			got[k] = v
+		}
+		for range 6 {
+			k := key()
+			require.NoError(t, op.Bucket(bucketRuns).Put(k, []byte("x")))
+			got[string(k)] = "x"
+		}
+		checkBucket(t, rng, op.Bucket(bucketRuns), got)
+		require.NoError(t, pw.Err())
+		wtx.Rollback()
+	}
+}
