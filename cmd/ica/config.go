@@ -128,6 +128,9 @@ type Config struct {
 		Endpoint string        `yaml:"endpoint"`
 	} `yaml:"cost"`
 
+	// Database selects PostgreSQL instead of the embedded ledger (database.go).
+	Database DatabaseConfig `yaml:"database"`
+
 	Entra struct {
 		TenantID      string   `yaml:"tenant_id"`
 		Audiences     []string `yaml:"audiences"`
@@ -174,6 +177,9 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 }
 
 func (c *Config) applyEnv(getenv func(string) string) error {
+	if err := c.Database.applyEnv(getenv); err != nil {
+		return err
+	}
 	str := func(name string, dst *string) {
 		if v := getenv(name); v != "" {
 			*dst = v
@@ -331,6 +337,9 @@ func hashedTokens(what string, toks []Token) (map[string]string, error) {
 }
 
 func (c *Config) validate() error {
+	if err := c.Database.validate(); err != nil {
+		return err
+	}
 	if c.Approval.Timeout <= 0 {
 		return fmt.Errorf("approval timeout must be positive")
 	}

@@ -36,6 +36,8 @@ Usage:
   ica restore FILE|--blob NAME [--data-dir DIR] [--force]
                                      replace the ledger with a verified backup (server stopped)
   ica health [--url URL]             exit 0 when the server's /healthz answers (container health check)
+  ica migrate                        apply the PostgreSQL schema migrations (ICA_DATABASE_URL) and exit
+  ica copy-store --from SRC --to DST copy a ledger verbatim between a data directory or file and PostgreSQL
   ica export --out FILE [--from D] [--to D] [--format csv|json|pdf] [--pipeline P]
                                      signed audit export (works while serving)
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
@@ -80,6 +82,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdBackupAny(ctx, rest, getenv, stdout, stderr)
 	case "restore":
 		err = cmdRestore(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, rest, getenv, stdout, stderr)
+	case "copy-store":
+		err = cmdCopyStore(ctx, rest, getenv, stdout, stderr)
 	case "health":
 		return cmdHealth(ctx, rest, getenv, stdout, stderr)
 	case "token":
