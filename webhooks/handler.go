@@ -266,8 +266,8 @@ func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return ica.FieldErrorf(ica.EINVALID, "status", "status must be one of running, success, failed, cancelled")
 	}
-	if len(f.Pipeline) > ica.MaxNameLen {
-		return ica.FieldErrorf(ica.EINVALID, "pipeline", "pipeline is longer than %d bytes", ica.MaxNameLen)
+	if err := ica.ValidText("pipeline", f.Pipeline, ica.MaxNameLen, false); err != nil {
+		return err
 	}
 	var err error
 	if f.From, err = parseTimeParam("from", q.Get("from")); err != nil {
