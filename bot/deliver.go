@@ -227,7 +227,7 @@ func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 		verb = ":hourglass: Reminder: your %s approval is still needed"
 	}
 	text := fmt.Sprintf(verb+" for **%s** run %s → **%s** (approval %s, %s). It expires in %s.\n%s",
-		p.Step, a.PipelineName, a.RunID, a.Target, a.ID, money(a.EstimatedCost),
+		p.Step, show(a.PipelineName), show(a.RunID), a.Target, a.ID, money(a.EstimatedCost),
 		FormatDuration(a.ExpiresAt.Sub(b.clock.Now())), b.permalink(a.Card.PostID))
 	_, retry, err = call(ctx, "DM @"+p.Username, func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return api.CreatePost(ctx, &model.Post{ChannelId: ch.Id, Message: text})
