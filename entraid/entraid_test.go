@@ -329,13 +329,21 @@ func TestValidator_Validate_Claims(t *testing.T) {
 		{name: "valid second key", base: v2Claims, fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { h["kid"] = "k1" }},
 		{name: "valid upper-case tenant in config", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { cfg.TenantID = strings.ToUpper(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				cfg.TenantID = strings.ToUpper(tenant)
+			}},
 		{name: "valid audience in array", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["aud"] = []string{"other", apiAppID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["aud"] = []string{"other", apiAppID}
+			}},
 		{name: "expired", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "token expired", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["exp"] = t0.Add(-6 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = t0.Add(-6 * time.Minute).Unix()
+			}},
 		{name: "expired within skew", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["exp"] = t0.Add(-4 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = t0.Add(-4 * time.Minute).Unix()
+			}},
 		{name: "expired with skew disabled", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "token expired", fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["exp"] = t0.Add(-time.Second).Unix()
@@ -349,27 +357,43 @@ func TestValidator_Validate_Claims(t *testing.T) {
 		{name: "no exp", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "no expiry", fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "exp") }},
 		{name: "exp as string", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "malformed token claims",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["exp"] = fmt.Sprint(t0.Add(time.Hour).Unix()) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = fmt.Sprint(t0.Add(time.Hour).Unix())
+			}},
 		{name: "not yet valid", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "not yet valid", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["nbf"] = t0.Add(6 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["nbf"] = t0.Add(6 * time.Minute).Unix()
+			}},
 		{name: "nbf within skew", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["nbf"] = t0.Add(4 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["nbf"] = t0.Add(4 * time.Minute).Unix()
+			}},
 		{name: "no nbf", base: v2Claims, fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "nbf") }},
 		{name: "iat in the future", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issued in the future", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["iat"] = t0.Add(time.Hour).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iat"] = t0.Add(time.Hour).Unix()
+			}},
 		{name: "wrong aud", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "audience https://management.core.windows.net/ not accepted",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["aud"] = "https://management.core.windows.net/" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["aud"] = "https://management.core.windows.net/"
+			}},
 		{name: "aud trailing slash", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "audience",
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["aud"] = apiURI + "/" }},
 		{name: "no aud", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "no audience",
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "aud") }},
 		{name: "wrong iss host", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["iss"] = "https://sts.evil.example/" + tenant + "/" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = "https://sts.evil.example/" + tenant + "/"
+			}},
 		{name: "v2 iss on v1 token", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["iss"] = entraid.IssuerV2(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV2(tenant)
+			}},
 		{name: "v1 iss on v2 token", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["iss"] = entraid.IssuerV1(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV1(tenant)
+			}},
 		{name: "no iss", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "iss") }},
 		{name: "wrong tid", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "tenant " + otherTenant + " not accepted",
@@ -378,7 +402,9 @@ func TestValidator_Validate_Claims(t *testing.T) {
 				c["iss"] = entraid.IssuerV2(otherTenant)
 			}},
 		{name: "iss tenant differs from tid", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["iss"] = entraid.IssuerV1(otherTenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV1(otherTenant)
+			}},
 		{name: "tid differs from iss tenant", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["tid"] = otherTenant }},
 		{name: "tid not a GUID", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "not a GUID",
@@ -393,7 +419,9 @@ func TestValidator_Validate_Claims(t *testing.T) {
 		{name: "unknown ver", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "version 3.0 not supported",
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["ver"] = "3.0" }},
 		{name: "app id allowed", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.AppIDs = []string{strings.ToUpper(miAppID)} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.AppIDs = []string{strings.ToUpper(miAppID)}
+			}},
 		{name: "app id not allowed", base: v1Claims, code: ica.EFORBIDDEN, msg: "caller not allowed", fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.AppIDs = []string{apiAppID} }},
 		{name: "v2 azp allowed", base: v2Claims, fetch: true,
@@ -404,9 +432,13 @@ func TestValidator_Validate_Claims(t *testing.T) {
 				pol.AppIDs = []string{miAppID}
 			}},
 		{name: "object id allowed", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.ObjectIDs = []string{miObjectID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.ObjectIDs = []string{miObjectID}
+			}},
 		{name: "object id not allowed", base: v1Claims, code: ica.EFORBIDDEN, msg: "object id", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.ObjectIDs = []string{apiAppID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.ObjectIDs = []string{apiAppID}
+			}},
 		{name: "role required and present", base: v2Claims, fetch: true,
 			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				pol.Roles = []string{"Pipeline.Write", "ActionGroupsSecureWebhook"}
