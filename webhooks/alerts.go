@@ -288,16 +288,22 @@ func (h *Handler) authenticateNoLimit(a Authenticator, next http.Handler) http.H
 	})
 }
 
-// AlertTokenHeader carries the alert token when it is not in the URL.
-const AlertTokenHeader = "X-ICA-Token"
+// AlertTokenHeader carries the alert token when it is not in the URL; the
+// legacy spelling X-ICA-Token is accepted too. A header, unlike the URL,
+// does not end up in proxy logs.
+const (
+	AlertTokenHeader       = "X-ICA-Alert-Token"
+	legacyAlertTokenHeader = "X-ICA-Token"
+)
 
 // AlertActor is the ledger actor of alerts authenticated by the shared token.
 const AlertActor = "azure-monitor"
 
 // AlertAuth authenticates Azure Monitor: the shared secret ICA_ALERT_TOKEN
-// (in the webhook URL as ?token=, in X-ICA-Token, or as a bearer token),
-// compared in constant time, and/or an Entra ID bearer token from an action
-// group's Secure Webhook.
+// (in the webhook URL as ?token=, in X-ICA-Alert-Token or X-ICA-Token, or as
+// a bearer token), compared in constant time, and/or an Entra ID bearer
+// token from an action group's Secure Webhook, checked by the alert
+// surface's own policy (never the pipelines').
 type AlertAuth struct {
 	hash []byte
 	jwt  TokenValidator
@@ -329,7 +335,11 @@ func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 		}
 		bearer = strings.TrimSpace(tok)
 	}
-	candidates := []string{r.URL.Query().Get("token"), r.Header.Get(AlertTokenHeader), bearer}
+	header := r.Header.Get(AlertTokenHeader)
+	if header == "" {
+		header = r.Header.Get(legacyAlertTokenHeader)
+	}
+	candidates := []string{r.URL.Query().Get("token"), header, bearer}
 	if a.hash != nil {
 		match := 0
 		for _, c := range candidates {
@@ -351,7 +361,7 @@ func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 		return &Principal{Name: AlertActor + ":" + who, Kind: "jwt"}, nil
 	}
 	if candidates[0] == "" && candidates[1] == "" && bearer == "" {
-		return nil, ica.Errorf(ica.EUNAUTHORIZED, "missing alert token (?token= in the webhook URL) or Entra ID bearer token")
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "missing alert token (the X-ICA-Alert-Token header or ?token= in the webhook URL) or Entra ID bearer token (Secure Webhook)")
 	}
 	return nil, ica.Errorf(ica.EUNAUTHORIZED, "invalid alert token")
 }

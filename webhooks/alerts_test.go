@@ -280,6 +280,8 @@ func TestAlerts_Auth(t *testing.T) {
 		"bad bearer JWT":     {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer bad.jwt.token"}}, 401},
 		"pipeline token":     {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer " + pipelineToken}}, 401},
 		"header token":       {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Token": {alertToken}}, 202},
+		"alert header token": {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Alert-Token": {alertToken}}, 202},
+		"bad alert header":   {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Alert-Token": {"nope"}}, 401},
 		"bearer token":       {"/api/v1/azdev/alert", http.Header{"Authorization": {"Bearer " + alertToken}}, 202},
 		"secure webhook JWT": {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer good.jwt.token"}}, 202},
 	} {

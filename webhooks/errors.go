@@ -34,7 +34,7 @@ func StatusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case ica.ERATELIMIT:
 		return http.StatusTooManyRequests
-	case ica.EUNAVAILABLE:
+	case ica.EUNAVAILABLE, ica.ENOTCONFIGURED:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
