@@ -247,3 +247,21 @@ func ApplyAzureBudgets(b *Budget, reports []*AzureBudgetReport, scopes []string,
 }
 
 func money(v float64) string { return "$" + strconv.FormatFloat(v, 'f', 2, 64) }
+
+// UnrecognisedAlert is the warning ICA raises for a delivery that
+// authenticated and is JSON but whose schema it does not know: an incident
+// "unrecognised Azure Monitor payload" naming the schema, so that someone
+// looks, while the ledger keeps the body (Azure would drop it on a 4xx).
+// The same body is the same alert, so a retried delivery is a repeat.
+func UnrecognisedAlert(schemaID string, body []byte, at time.Time) *Alert {
+	name := schemaID
+	if name == "" {
+		name = "(none)"
+	}
+	return &Alert{AlertID: "unrecognised:" + BodyDedupKey(body), Severity: Sev2, MonitorCondition: AlertFired,
+		Rule:              "unrecognised Azure Monitor payload (schemaId " + clip(name, 80) + ")",
+		MonitoringService: "Azure Monitor",
+		Description: "Azure Monitor sent a payload whose schemaId is " + strconv.Quote(clip(name, 80)) +
+			", which ICA does not understand. Its body is kept in the ledger. Check the action group (Enable the common alert schema) or upgrade ICA.",
+		FiredAt: at, Schema: SchemaUnrecognised}
+}

@@ -77,15 +77,16 @@ func (b *Bot) budgetLine(now time.Time) string {
 }
 
 func formatBudget(bud *ica.Budget, now time.Time) string {
+	azure := azureBudgetLines(bud, now) // budget.go
 	if bud.MonthlyBudget <= 0 {
-		return "no budget configured"
+		return "no budget configured" + azure
 	}
 	if bud.AsOf == nil {
-		return fmt.Sprintf("no cost data yet for %s; budget %s", bud.Month, money(bud.MonthlyBudget))
+		return fmt.Sprintf("no cost data yet for %s; budget %s", bud.Month, money(bud.MonthlyBudget)) + azure
 	}
 	return fmt.Sprintf("month-to-date %s of %s (%.0f%%), pending %s, forecast %s; cost data %s old",
 		money(bud.MonthToDate), money(bud.MonthlyBudget), 100*bud.MonthToDate/bud.MonthlyBudget,
-		money(bud.PendingEstimates), money(bud.Forecast), FormatDuration(now.Sub(*bud.AsOf)))
+		money(bud.PendingEstimates), money(bud.Forecast), FormatDuration(now.Sub(*bud.AsOf))) + azure
 }
 
 // FormatDuration says how long is left in words: "3h 59m", "12m", "under a minute".

@@ -117,6 +117,10 @@ type Config struct {
 		Monthly          float64 `yaml:"monthly"`
 		Threshold        float64 `yaml:"threshold"`
 		FinanceThreshold float64 `yaml:"finance_threshold"`
+		// Scopes are the Azure scopes ICA's budget covers, where an Azure
+		// budget's fresh, higher actual counts in the gate
+		// (ICA_BUDGET_SCOPES; default: the cost sync's scopes).
+		Scopes []string `yaml:"scopes"`
 	} `yaml:"budget"`
 
 	Blob struct {
@@ -278,6 +282,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("ICA_FINANCE_APPROVERS", &c.Approval.FinanceApprovers)
 	list("ICA_ADO_HOSTS", &c.ADOHosts)
 	list("ICA_COST_SCOPES", &c.Cost.Scopes)
+	list("ICA_BUDGET_SCOPES", &c.Budget.Scopes)
 	str("ICA_COST_ENDPOINT", &c.Cost.Endpoint)
 	str("ICA_ENTRA_METADATA_URL", &c.Entra.MetadataURL)
 	list("ICA_ENTRA_PIPELINE_AUDIENCES", &c.Entra.Pipeline.Audiences)
@@ -506,4 +511,12 @@ func (e *entraConfig) audiences() []string {
 		}
 	}
 	return out
+}
+
+// budgetScopes are the Azure scopes ICA's budget covers.
+func (c *Config) budgetScopes() []string {
+	if len(c.Budget.Scopes) > 0 {
+		return c.Budget.Scopes
+	}
+	return c.Cost.Scopes
 }

@@ -103,7 +103,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		OnEnqueue:          func() { disp.Notify(); sched.Notify() },
 		ObserveCommit:      func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
 		ReleaseMappedEvery: time.Second,
-		Gates:              []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
+		Gates:              []store.ApprovalGate{store.AzureBudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold, cfg.budgetScopes()), freezeGate(fz)},
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
 	})
@@ -141,7 +141,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		st.Close()
 		return err
 	}
-	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold}
+	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
 	deps := webhooks.Deps{Ledger: st, Costs: costs, Checks: st, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
 	if entra.User != nil {
@@ -381,14 +381,35 @@ func botConfig(cfg *Config, secret []byte) bot.Config {
 	return bc
 }
 
-// budgetSource gives the month's budget figures with the configured budget.
+// budgetSource gives the month's budget figures with the configured budget
+// and each Azure budget's latest report.
 type budgetSource struct {
 	st                 *store.Store
 	monthly, threshold float64
+	scopes             []string
 }
 
 func (b budgetSource) Budget(ctx context.Context) (*ica.Budget, error) {
-	return b.st.Budget(ctx, b.monthly, b.threshold)
+	return b.st.BudgetWithAzure(ctx, b.monthly, b.threshold, b.scopes)
+}
+
+// azureBudgets records Azure budget notifications, with the finance
+// channel's notice when Mattermost is configured.
+type azureBudgets struct {
+	st     *store.Store
+	notify bool
+	clock  ica.Clock
+}
+
+func (a azureBudgets) RecordAzureBudget(ctx context.Context, r *ica.AzureBudgetReport, raw []byte, actor string) (bool, error) {
+	if r.AsOf.IsZero() {
+		r.AsOf = a.clock.Now() // the legacy schema carries no time
+	}
+	var msgs []*ica.OutboxMessage
+	if a.notify {
+		msgs = bot.AzureBudgetNotice(r)
+	}
+	return a.st.RecordAzureBudget(ctx, r, raw, actor, msgs...)
 }
 
 func (b budgetSource) RecordCost(ctx context.Context, in *ica.CostInput, actor string) (*ica.CostEntry, bool, error) {
@@ -441,6 +462,7 @@ func (f freezeInfo) IncidentFreezes(inc *ica.Incident) []string {
 // own policy (entra.go).
 func alertWiring(cfg *Config, deps webhooks.Deps, mm *bot.Bot, fz *freeze.Policy, st *store.Store, jwt webhooks.TokenValidator) (webhooks.AlertDeps, error) {
 	d := webhooks.AlertDeps{Ledger: st, Parse: alerts.Parse, Auth: webhooks.NewAlertAuth(cfg.Alerts.Token, jwt),
+		ParseBudget: alerts.ParseBudget, Budgets: azureBudgets{st: st, notify: mm != nil, clock: deps.Clock},
 		FreezeTargets: func(inc *ica.Incident) []string {
 			if !fz.Severe(inc) {
 				return nil
