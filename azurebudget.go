@@ -193,12 +193,15 @@ type AzureBudgetView struct {
 }
 
 // ApplyAzureBudgets adds the latest Azure budget reports to b and sets the
-// figure the budget gate uses (b.GateMonthToDate): for each scope ICA's
-// budget covers (scopes), a report of that scope that is in ICA's currency,
-// of the current month and under AzureBudgetMaxAge old replaces ICA's own
-// month-to-date for the scope (scopeMTD, by normalised scope) when its actual
-// is higher. Forecasts are shown, never gated; other currencies are shown,
-// never summed. reports are the latest per budget.
+// figure the budget gate uses (b.GateMonthToDate). An Azure actual for a
+// scope ICA's budget covers (scopes), in ICA's currency, of the current
+// month and under AzureBudgetMaxAge old, stands for that scope when it is
+// higher than ICA's own figure for it (scopeMTD, by normalised scope); the
+// gate counts the sum over the covered scopes when that is higher than
+// ICA's month-to-date. With one scope: Azure's actual replaces ICA's
+// month-to-date when it is higher (DESIGN "Operations"). Forecasts are
+// shown, never gated; other currencies are shown, never summed. reports
+// are the latest per budget.
 func ApplyAzureBudgets(b *Budget, reports []*AzureBudgetReport, scopes []string, scopeMTD map[string]float64, now time.Time) {
 	b.GateMonthToDate = b.MonthToDate
 	covered := map[string]bool{}
@@ -220,23 +223,44 @@ func ApplyAzureBudgets(b *Budget, reports []*AzureBudgetReport, scopes []string,
 			v.Note = "older than 24 h: not used by the gate"
 		case r.AsOf.UTC().Format("2006-01") != month:
 			v.Note = "from another month: not used by the gate"
-		case !strings.EqualFold(r.BudgetType, "") && !strings.EqualFold(r.BudgetType, "Cost"):
+		case r.BudgetType != "" && !strings.EqualFold(r.BudgetType, "Cost"):
 			v.Note = "a usage budget, not a cost: not used by the gate"
 		default:
 			if cur := best[r.Scope]; cur == nil || r.Spent > cur.Spent {
+				if cur != nil {
+					cur.Note = "another budget of this scope reports more"
+				}
 				best[r.Scope] = v
+			} else {
+				v.Note = "another budget of this scope reports more"
 			}
 		}
 		b.Azure = append(b.Azure, v)
 	}
-	for scope, v := range best {
-		if v.Spent > scopeMTD[scope] {
-			b.GateMonthToDate += v.Spent - scopeMTD[scope]
+	sum := 0.0
+	for scope := range covered {
+		own := scopeMTD[scope]
+		if v := best[scope]; v != nil && v.Spent > own {
+			sum += v.Spent
 			v.Gated = true
-			v.Note = fmt.Sprintf("higher than ICA's %s for this scope: the gate uses it", money(scopeMTD[scope]))
-		} else {
-			v.Note = fmt.Sprintf("not higher than ICA's %s for this scope", money(scopeMTD[scope]))
+			continue
 		}
+		sum += own
+	}
+	for scope, v := range best {
+		own := scopeMTD[scope]
+		switch {
+		case !v.Gated:
+			v.Note = fmt.Sprintf("not higher than ICA's %s for this scope", money(own))
+		case sum > b.MonthToDate:
+			v.Note = fmt.Sprintf("higher than ICA's %s for this scope: the gate counts it", money(own))
+		default:
+			v.Gated = false
+			v.Note = fmt.Sprintf("higher than ICA's %s for this scope, but not than ICA's month-to-date", money(own))
+		}
+	}
+	if sum > b.MonthToDate {
+		b.GateMonthToDate = sum
 	}
 	slices.SortFunc(b.Azure, func(x, y *AzureBudgetView) int {
 		if c := strings.Compare(x.Scope, y.Scope); c != 0 {

@@ -129,18 +129,19 @@ func TestStore_AzureBudgetGate(t *testing.T) {
 	require.NoError(t, request(800), "150 + 800 is under 1000")
 
 	// Azure says $600 was spent on the scope ICA knows $100 of: the gate
-	// counts 600 + 50, so the pending 800 and 1 more do not fit.
+	// counts 600 (not 600 + 50: posted costs are inside the scope), so the
+	// pending 800 and 1 more do not fit.
 	record(azureReport("prod", 600, clock.Now().Add(-time.Hour), "p1"))
 	b, err = s.BudgetWithAzure(ctx, 1000, 1, scopes)
 	require.NoError(t, err)
 	require.Equal(t, 150.0, b.MonthToDate, "ICA's own figure is unchanged")
-	require.Equal(t, 650.0, b.GateMonthToDate)
+	require.Equal(t, 600.0, b.GateMonthToDate, "Azure's actual for the scope replaces ICA's month-to-date")
 	_, _, err = s.StartRun(ctx, start("g2"), "ado")
 	require.NoError(t, err)
 	est := 1.0
 	_, _, err = s.RequestApproval(ctx, &ica.ApprovalRequest{RunID: "g2", DeploymentTarget: ica.TargetProduction, EstimatedCost: &est}, "ado")
 	require.Equal(t, ica.EPOLICY, ica.ErrorCode(err))
-	require.Contains(t, ica.ErrorMessage(err), "Azure's budget actuals $650.00")
+	require.Contains(t, ica.ErrorMessage(err), "Azure's budget actuals $600.00")
 
 	// 25 hours later the Azure figure is stale: ICA's own counts again.
 	clock.Advance(25 * time.Hour)
