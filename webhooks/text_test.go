@@ -64,6 +64,7 @@ func TestAPI_TextThatMisleads(t *testing.T) {
 			require.Equal(t, 400, r.status, r.raw)
 			require.Equal(t, tt.field, r.errField(), r.raw)
 			require.Contains(t, r.errMessage(), tt.msg)
+			require.Contains(t, r.errMessage(), strings.SplitN(tt.field, ".", 2)[0], "the message names the field")
 			require.Equal(t, base, e.store.LedgerEntries(), "nothing was written")
 		})
 	}
