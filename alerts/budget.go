@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -43,6 +44,12 @@ func unrecognised(schemaID, msg string) error {
 func ParseBudget(body []byte) (*ica.AzureBudgetReport, error) {
 	if len(body) > MaxPayloadSize {
 		return nil, ica.Errorf(ica.ETOOLARGE, "alert payload is larger than %d bytes", MaxPayloadSize)
+	}
+	// Both schemas name the budget (BudgetName): a body without the word is
+	// not a budget, and is not decoded twice on the alerts' hot path (Parse
+	// reports what is wrong with it).
+	if !bytes.Contains(body, []byte("udget")) && !bytes.Contains(body, []byte("UDGET")) {
+		return nil, nil
 	}
 	tree, err := decodeTree(body)
 	if err != nil {
