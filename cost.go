@@ -86,6 +86,13 @@ type Budget struct {
 	ByResourceType   map[string]float64 `json:"by_resource_type"`
 	AsOf             *time.Time         `json:"as_of,omitempty"` // newest cost data
 	Entries          int                `json:"entries"`
+	// GateMonthToDate is the month-to-date the budget gate uses:
+	// MonthToDate, with ICA's figure for a scope replaced by a fresh, higher
+	// Azure actual for the same scope (ApplyAzureBudgets).
+	GateMonthToDate float64 `json:"gate_month_to_date"`
+	// Azure is each Azure budget's latest report, with its age and whether
+	// the gate uses it.
+	Azure []*AzureBudgetView `json:"azure_budgets,omitempty"`
 }
 
 // Limit returns the spend the gate allows (budget × threshold); 0 means no gate.
@@ -103,7 +110,8 @@ func Forecast(mtd float64, now time.Time) float64 {
 }
 
 // CheckBudget is the budget gate: an approval whose estimate would take
-// month-to-date actuals plus pending estimates past budget × threshold is
+// month-to-date actuals (the higher GateMonthToDate when Azure reported
+// more for ICA's scope) plus pending estimates past budget × threshold is
 // refused with the numbers. Exactly at the limit is allowed; a zero budget
 // means no budget is configured and nothing is refused.
 func CheckBudget(b *Budget, estimate float64) error {
@@ -111,11 +119,15 @@ func CheckBudget(b *Budget, estimate float64) error {
 	if limit <= 0 {
 		return nil
 	}
-	total := b.MonthToDate + b.PendingEstimates + estimate
+	mtd, from := b.MonthToDate, "month-to-date"
+	if b.GateMonthToDate > mtd {
+		mtd, from = b.GateMonthToDate, "month-to-date with Azure's budget actuals"
+	}
+	total := mtd + b.PendingEstimates + estimate
 	// Cents decide: float sums of dollar amounts must not refuse $0.00 over.
 	if math.Round(total*100) > math.Round(limit*100) {
-		return Errorf(EPOLICY, "budget gate: estimated cost $%.2f would take %s to $%.2f (month-to-date $%.2f + pending approvals $%.2f), past %.0f%% of the $%.2f monthly budget ($%.2f)",
-			estimate, b.Month, total, b.MonthToDate, b.PendingEstimates, b.Threshold*100, b.MonthlyBudget, limit)
+		return Errorf(EPOLICY, "budget gate: estimated cost $%.2f would take %s to $%.2f (%s $%.2f + pending approvals $%.2f), past %.0f%% of the $%.2f monthly budget ($%.2f)",
+			estimate, b.Month, total, from, mtd, b.PendingEstimates, b.Threshold*100, b.MonthlyBudget, limit)
 	}
 	return nil
 }

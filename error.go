@@ -8,16 +8,17 @@ import (
 // Error codes. Each maps to one HTTP status and one way of telling a
 // Mattermost user what went wrong (see webhooks.StatusOf and bot replies).
 const (
-	EINVALID      = "invalid"        // 400: malformed or missing input
-	EUNAUTHORIZED = "unauthorized"   // 401: no or bad credentials
-	EFORBIDDEN    = "forbidden"      // 403: authenticated, not allowed
-	ENOTFOUND     = "not_found"      // 404
-	ECONFLICT     = "conflict"       // 409: state does not allow it, or a conflicting repeat
-	ETOOLARGE     = "too_large"      // 413
-	EPOLICY       = "policy_refused" // 422: refused by a policy gate (budget, freeze)
-	ERATELIMIT    = "rate_limited"   // 429
-	EUNAVAILABLE  = "unavailable"    // 503: transient; retrying may help
-	EINTERNAL     = "internal"       // 500: a bug; details are logged, not shown
+	EINVALID       = "invalid"        // 400: malformed or missing input
+	EUNAUTHORIZED  = "unauthorized"   // 401: no or bad credentials
+	EFORBIDDEN     = "forbidden"      // 403: authenticated, not allowed
+	ENOTFOUND      = "not_found"      // 404
+	ECONFLICT      = "conflict"       // 409: state does not allow it, or a conflicting repeat
+	ETOOLARGE      = "too_large"      // 413
+	EPOLICY        = "policy_refused" // 422: refused by a policy gate (budget, freeze)
+	ERATELIMIT     = "rate_limited"   // 429
+	EUNAVAILABLE   = "unavailable"    // 503: transient; retrying may help
+	ENOTCONFIGURED = "not_configured" // 503 without Retry-After: a feature that is not set up; the message names the setting
+	EINTERNAL      = "internal"       // 500: a bug; details are logged, not shown
 )
 
 // Error is ICA's one error type. Message is safe to show to the caller;

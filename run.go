@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Run statuses. A run is running from its start until it is finished with
@@ -84,46 +83,30 @@ func ValidID(field, v string) error {
 	return nil
 }
 
-func validText(field, v string, max int, required bool) error {
-	if required && strings.TrimSpace(v) == "" {
-		return FieldErrorf(EINVALID, field, "%s is required", field)
-	}
-	if len(v) > max {
-		return FieldErrorf(EINVALID, field, "%s is longer than %d bytes", field, max)
-	}
-	if !utf8.ValidString(v) {
-		return FieldErrorf(EINVALID, field, "%s is not valid UTF-8", field)
-	}
-	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return FieldErrorf(EINVALID, field, "%s contains control characters", field)
-	}
-	return nil
-}
-
 // Validate checks a run start and names the first bad field.
 func (s *RunStart) Validate() error {
-	if err := validText("pipeline_name", s.PipelineName, MaxNameLen, true); err != nil {
+	if err := ValidText("pipeline_name", s.PipelineName, MaxNameLen, true); err != nil {
 		return err
 	}
 	if err := ValidID("run_id", s.RunID); err != nil {
 		return err
 	}
-	if err := validText("branch", s.Branch, MaxRefLen, true); err != nil {
+	if err := ValidText("branch", s.Branch, MaxRefLen, true); err != nil {
 		return err
 	}
-	if err := validText("commit", s.Commit, 64, true); err != nil {
+	if err := ValidText("commit", s.Commit, 64, true); err != nil {
 		return err
 	}
 	if !commitPattern.MatchString(s.Commit) {
 		return FieldErrorf(EINVALID, "commit", "commit must be a hexadecimal commit id (7 to 64 characters)")
 	}
-	if err := validText("triggered_by", s.TriggeredBy, MaxNameLen, true); err != nil {
+	if err := ValidText("triggered_by", s.TriggeredBy, MaxNameLen, true); err != nil {
 		return err
 	}
 	if s.ArtifactDigest != "" && !digestPattern.MatchString(s.ArtifactDigest) {
 		return FieldErrorf(EINVALID, "artifact_digest", "artifact_digest must look like sha256:<hex>")
 	}
-	if err := validText("url", s.URL, MaxURLLen, false); err != nil {
+	if err := ValidText("url", s.URL, MaxURLLen, false); err != nil {
 		return err
 	}
 	if s.URL != "" && !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://") {
@@ -179,7 +162,7 @@ type EventInput struct {
 
 // Validate checks an event and names the first bad field.
 func (e *EventInput) Validate() error {
-	if err := validText("event_type", e.EventType, MaxEventTypeLen, true); err != nil {
+	if err := ValidText("event_type", e.EventType, MaxEventTypeLen, true); err != nil {
 		return err
 	}
 	if e.EventID != "" {

@@ -5,6 +5,7 @@ package alerts
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -44,7 +45,8 @@ const (
 // alert schema, the legacy log alert schema (with or without a schemaId) and
 // the legacy activity log schema. It never modifies body and keeps nothing
 // that aliases it. Errors are *ica.Error with code EINVALID naming the JSON
-// path at fault (ETOOLARGE above MaxPayloadSize).
+// path at fault (ETOOLARGE above MaxPayloadSize); a JSON object of a schema
+// it does not know is an *UnrecognisedError (also EINVALID).
 func Parse(body []byte) (*ica.Alert, error) {
 	if len(body) > MaxPayloadSize {
 		return nil, ica.Errorf(ica.ETOOLARGE, "alert payload is larger than %d bytes", MaxPayloadSize)
@@ -71,10 +73,12 @@ func Parse(body []byte) (*ica.Alert, error) {
 		a, err = parseLegacyActivity(root)
 	case strings.EqualFold(schemaID, SchemaIDLogAlert):
 		a, err = parseLegacyLogData(root)
+	case strings.EqualFold(schemaID, SchemaIDBudget):
+		return nil, unrecognised(schemaID, "a budget notification is cost data, not an alert (ParseBudget reads it)")
 	case schemaID == "":
 		a, err = parseSchemaless(root)
 	default:
-		return nil, ica.FieldErrorf(ica.EINVALID, "schemaId", "schemaId %q is not one ICA understands (use the common alert schema)", clip(schemaID, 80))
+		return nil, unrecognised(schemaID, fmt.Sprintf("schemaId %q is not one ICA understands (use the common alert schema)", clip(schemaID, 80)))
 	}
 	if err != nil {
 		return nil, err
@@ -95,7 +99,7 @@ func parseSchemaless(root object) (*ica.Alert, error) {
 	if hasStatus && hasContext {
 		return parseLegacyMetric(root, "", true)
 	}
-	return nil, ica.FieldErrorf(ica.EINVALID, "schemaId", "schemaId is missing and the payload is not a known legacy alert")
+	return nil, unrecognised("", "schemaId is missing and the payload is not a known legacy alert")
 }
 
 // parseCommon reads the Common Alert Schema.

@@ -64,10 +64,12 @@ func RandomToken() string {
 
 // Server is a running `ica serve` child process.
 type Server struct {
-	Cmd     *exec.Cmd
-	Addr    string // host:port it listens on (loopback)
-	DataDir string
-	Token   string // pipeline bearer token, actor "bench"
+	Cmd  *exec.Cmd
+	Addr string // host:port it listens on (loopback)
+	// MetricsAddr is the metrics listener's host:port (ICA_METRICS_ADDR).
+	MetricsAddr string
+	DataDir     string
+	Token       string // pipeline bearer token, actor "bench"
 
 	logMu sync.Mutex
 	log   bytes.Buffer // the server's last output, for error reports
@@ -101,7 +103,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "ICA_ADDR=127.0.0.1:0", "ICA_DATA_DIR="+o.DataDir,
+	env = append(env, "ICA_ADDR=127.0.0.1:0", "ICA_METRICS_ADDR=127.0.0.1:0", "ICA_DATA_DIR="+o.DataDir,
 		"ICA_PIPELINE_TOKENS=bench="+s.Token, "ICA_RATE_LIMIT=0", "ICA_LOG_LEVEL=info")
 	env = append(env, o.Env...)
 	s.Cmd = exec.Command(o.Bin, "serve")
@@ -126,6 +128,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 				continue
 			}
 			var m struct{ Msg, Addr string }
+			if json.Unmarshal(line, &m) == nil && m.Msg == "metrics listening" {
+				s.MetricsAddr = m.Addr // logged before "listening": read after it is received
+			}
 			if json.Unmarshal(line, &m) == nil && m.Msg == "listening" && m.Addr != "" {
 				addr <- m.Addr
 				sent = true
@@ -182,6 +187,10 @@ func (s *Server) Log() string {
 
 // URL returns the base URL of the server.
 func (s *Server) URL() string { return "http://" + s.Addr }
+
+// MetricsURL returns the base URL of the metrics listener (GET /metrics is
+// not served on the API's listener).
+func (s *Server) MetricsURL() string { return "http://" + s.MetricsAddr }
 
 // PID returns the server's process id.
 func (s *Server) PID() int { return s.Cmd.Process.Pid }

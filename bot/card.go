@@ -77,15 +77,16 @@ func (b *Bot) budgetLine(now time.Time) string {
 }
 
 func formatBudget(bud *ica.Budget, now time.Time) string {
+	azure := azureBudgetLines(bud, now) // budget.go
 	if bud.MonthlyBudget <= 0 {
-		return "no budget configured"
+		return "no budget configured" + azure
 	}
 	if bud.AsOf == nil {
-		return fmt.Sprintf("no cost data yet for %s; budget %s", bud.Month, money(bud.MonthlyBudget))
+		return fmt.Sprintf("no cost data yet for %s; budget %s", bud.Month, money(bud.MonthlyBudget)) + azure
 	}
 	return fmt.Sprintf("month-to-date %s of %s (%.0f%%), pending %s, forecast %s; cost data %s old",
 		money(bud.MonthToDate), money(bud.MonthlyBudget), 100*bud.MonthToDate/bud.MonthlyBudget,
-		money(bud.PendingEstimates), money(bud.Forecast), FormatDuration(now.Sub(*bud.AsOf)))
+		money(bud.PendingEstimates), money(bud.Forecast), FormatDuration(now.Sub(*bud.AsOf))) + azure
 }
 
 // FormatDuration says how long is left in words: "3h 59m", "12m", "under a minute".
@@ -130,12 +131,17 @@ func decisionText(d *ica.Decision) string {
 	if d == nil {
 		return ""
 	}
-	s := "@" + d.Username + " at " + stamp(d.At)
+	s := "@" + show(d.Username) + " at " + stamp(d.At)
 	if d.Comment != "" {
-		s += ": “" + d.Comment + "”"
+		s += ": “" + show(d.Comment) + "”"
 	}
 	return s
 }
+
+// show is how text from outside (names, branches, comments, alert fields)
+// appears on a card: hidden characters escaped visibly (ica.ShowText), so
+// a bidi override cannot make one pipeline look like another.
+func show(s string) string { return ica.ShowText(s) }
 
 var stateWords = map[string]string{
 	ica.ApprovalPending:   "waiting for technical approval",
@@ -150,18 +156,19 @@ var stateWords = map[string]string{
 // always returns complete props: Mattermost keeps old buttons when an update
 // carries only a message.
 func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringInterface) {
-	run := a.RunID
+	run := show(a.RunID)
 	if a.RunURL != "" {
-		run = fmt.Sprintf("[%s](%s)", a.RunID, a.RunURL)
+		run = fmt.Sprintf("[%s](%s)", run, show(a.RunURL))
 	}
+	pipeline := show(a.PipelineName)
 	budget := b.budgetLine(now)
 	fields := []*model.MessageAttachmentField{
-		{Title: "Pipeline", Value: a.PipelineName, Short: true},
+		{Title: "Pipeline", Value: pipeline, Short: true},
 		{Title: "Run", Value: run, Short: true},
-		{Title: "Branch", Value: strings.TrimPrefix(a.Branch, "refs/heads/"), Short: true},
-		{Title: "Commit", Value: "`" + shortCommit(a.Commit) + "`", Short: true},
-		{Title: "Requested by", Value: a.RequestedBy, Short: true},
-		{Title: "Target", Value: a.Target, Short: true},
+		{Title: "Branch", Value: show(strings.TrimPrefix(a.Branch, "refs/heads/")), Short: true},
+		{Title: "Commit", Value: "`" + show(shortCommit(a.Commit)) + "`", Short: true},
+		{Title: "Requested by", Value: show(a.RequestedBy), Short: true},
+		{Title: "Target", Value: show(a.Target), Short: true},
 		{Title: "Estimated cost", Value: money(a.EstimatedCost), Short: true},
 		{Title: "Budget", Value: budget, Short: true},
 	}
@@ -192,9 +199,9 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	}
 
 	att := &model.MessageAttachment{
-		Fallback:  fmt.Sprintf("Approval %s: %s → %s, %s", a.ID, a.PipelineName, a.Target, stateWords[a.Status]),
+		Fallback:  fmt.Sprintf("Approval %s: %s → %s, %s", a.ID, pipeline, a.Target, stateWords[a.Status]),
 		Color:     stateColor[a.Status],
-		Title:     fmt.Sprintf("Deployment approval %s · %s → %s", a.ID, a.PipelineName, a.Target),
+		Title:     fmt.Sprintf("Deployment approval %s · %s → %s", a.ID, pipeline, a.Target),
 		TitleLink: a.RunURL,
 		Text:      "**Status:** " + stateWords[a.Status],
 		Fields:    fields,
@@ -206,7 +213,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	case ica.ApprovalTechnical:
 		att.Actions = []*model.PostAction{b.button(a, actionApproveBusiness, "Approve (business)", "success"), b.button(a, actionReject, "Reject", "danger")}
 	}
-	msg := fmt.Sprintf("**Approval %s**: deploy %s run %s to **%s**: %s", a.ID, a.PipelineName, a.RunID, a.Target, stateWords[a.Status])
+	msg := fmt.Sprintf("**Approval %s**: deploy %s run %s to **%s**: %s", a.ID, pipeline, show(a.RunID), a.Target, stateWords[a.Status])
 	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propApprovalID: a.ID}
 }
 

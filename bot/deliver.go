@@ -24,6 +24,9 @@ func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error)
 	if IsIncidentKind(msg.Kind) {
 		return b.deliverIncident(ctx, msg) // incident cards (incident.go)
 	}
+	if msg.Kind == KindBudgetNotice {
+		return b.deliverBudgetNotice(ctx, msg) // Azure budgets (budget.go)
+	}
 	var p cardPayload
 	if err := json.Unmarshal(msg.Payload, &p); err != nil {
 		return false, fmt.Errorf("outbox message %d: bad payload: %w", msg.ID, err)
@@ -227,7 +230,7 @@ func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 		verb = ":hourglass: Reminder: your %s approval is still needed"
 	}
 	text := fmt.Sprintf(verb+" for **%s** run %s → **%s** (approval %s, %s). It expires in %s.\n%s",
-		p.Step, a.PipelineName, a.RunID, a.Target, a.ID, money(a.EstimatedCost),
+		p.Step, show(a.PipelineName), show(a.RunID), a.Target, a.ID, money(a.EstimatedCost),
 		FormatDuration(a.ExpiresAt.Sub(b.clock.Now())), b.permalink(a.Card.PostID))
 	_, retry, err = call(ctx, "DM @"+p.Username, func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return api.CreatePost(ctx, &model.Post{ChannelId: ch.Id, Message: text})

@@ -103,7 +103,7 @@ func (b *Bot) freezeWarning(a *ica.Approval) []*model.MessageAttachmentField {
 		return nil
 	}
 	if w := b.incidents.freeze.ApprovalWarning(a); w != "" {
-		return []*model.MessageAttachmentField{{Title: "Deployment freeze", Value: w}}
+		return []*model.MessageAttachmentField{{Title: "Deployment freeze", Value: show(w)}}
 	}
 	return nil
 }
@@ -266,8 +266,8 @@ var incidentWords = map[string]string{
 // renderIncidentCard builds the whole card for the incident's current state,
 // always with complete props (Mattermost keeps old buttons otherwise).
 func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string, model.StringInterface) {
-	what := firstOf(inc.Rule, inc.MonitoringService, "Azure Monitor alert")
-	where := resourceName(inc)
+	what := show(firstOf(inc.Rule, inc.MonitoringService, "Azure Monitor alert"))
+	where := show(resourceName(inc))
 	fields := []*model.MessageAttachmentField{
 		{Title: "Severity", Value: inc.Severity, Short: true},
 		{Title: "Status", Value: incidentWords[inc.Status], Short: true},
@@ -277,16 +277,16 @@ func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string
 		fields = append(fields, &model.MessageAttachmentField{Title: "Resource", Value: where, Short: true})
 	}
 	if len(inc.ResourceGroups) > 0 {
-		fields = append(fields, &model.MessageAttachmentField{Title: "Resource group", Value: strings.Join(inc.ResourceGroups, ", "), Short: true})
+		fields = append(fields, &model.MessageAttachmentField{Title: "Resource group", Value: show(strings.Join(inc.ResourceGroups, ", ")), Short: true})
 	}
 	if len(inc.Subscriptions) > 0 {
-		fields = append(fields, &model.MessageAttachmentField{Title: "Subscription", Value: strings.Join(inc.Subscriptions, ", "), Short: true})
+		fields = append(fields, &model.MessageAttachmentField{Title: "Subscription", Value: show(strings.Join(inc.Subscriptions, ", ")), Short: true})
 	}
 	if sig := strings.Trim(inc.SignalType+" · "+inc.MonitoringService, " ·"); sig != "" {
-		fields = append(fields, &model.MessageAttachmentField{Title: "Signal", Value: sig, Short: true})
+		fields = append(fields, &model.MessageAttachmentField{Title: "Signal", Value: show(sig), Short: true})
 	}
 	if inc.Description != "" {
-		fields = append(fields, &model.MessageAttachmentField{Title: "Description", Value: inc.Description})
+		fields = append(fields, &model.MessageAttachmentField{Title: "Description", Value: show(inc.Description)})
 	}
 	if inc.Acknowledged != nil {
 		fields = append(fields, &model.MessageAttachmentField{Title: "Acknowledged", Value: decisionText(inc.Acknowledged)})
@@ -299,7 +299,7 @@ func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string
 		fields = append(fields, &model.MessageAttachmentField{Title: "Resolved", Value: v})
 	}
 	if inc.Paged {
-		fields = append(fields, &model.MessageAttachmentField{Title: "PagerDuty", Value: "paged (dedup_key `" + inc.PagerDutyKey + "`); the buttons act in PagerDuty too", Short: false})
+		fields = append(fields, &model.MessageAttachmentField{Title: "PagerDuty", Value: "paged (dedup_key `" + show(inc.PagerDutyKey) + "`); the buttons act in PagerDuty too", Short: false})
 	}
 	targets := b.frozenTargets(inc)
 	ov := b.override(ctx, inc)
@@ -322,13 +322,13 @@ func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string
 		Fallback:  fmt.Sprintf("Incident %s: %s, %s", inc.ID, title, incidentWords[inc.Status]),
 		Color:     color,
 		Title:     title,
-		TitleLink: inc.PortalLink,
+		TitleLink: show(inc.PortalLink),
 		Text:      fmt.Sprintf("**Status:** %s · incident %s", incidentWords[inc.Status], inc.ID),
 		Fields:    fields,
 		Footer:    "ICA · Azure Monitor · ledger-recorded",
 	}
 	if inc.PortalLink != "" {
-		att.Text += fmt.Sprintf(" · [Azure portal](%s)", inc.PortalLink)
+		att.Text += fmt.Sprintf(" · [Azure portal](%s)", show(inc.PortalLink))
 	}
 	switch inc.Status {
 	case ica.IncidentOpen:

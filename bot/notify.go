@@ -54,7 +54,7 @@ func (Notifier) ApprovalMessages(prev, next *ica.Approval) []*ica.OutboxMessage 
 	if prev == nil && next.FinanceRequired {
 		f := p
 		f.Text = fmt.Sprintf("#### :moneybag: Finance approval needed: %s\n**%s** run %s → **%s** is estimated at **$%.2f**, above the finance threshold: its business approval must come from finance.",
-			id, next.PipelineName, next.RunID, next.Target, next.EstimatedCost)
+			id, show(next.PipelineName), show(next.RunID), next.Target, next.EstimatedCost)
 		out = append(out, message(KindFinance, id+":finance", order, f))
 	}
 	if step := next.Step(); step != "" && (prev == nil || prev.Step() != step) {
@@ -64,10 +64,10 @@ func (Notifier) ApprovalMessages(prev, next *ica.Approval) []*ica.OutboxMessage 
 	if next.Status == ica.ApprovalBypassed && (prev == nil || prev.Status != ica.ApprovalBypassed) {
 		reason := ""
 		if next.Bypass != nil {
-			reason = fmt.Sprintf(" by @%s: %s", next.Bypass.Username, next.Bypass.Comment)
+			reason = fmt.Sprintf(" by @%s: %s", show(next.Bypass.Username), show(next.Bypass.Comment))
 		}
 		p.Text = fmt.Sprintf("#### :rotating_light: Break-glass bypass of approval %s\n%s run %s was released to **%s** without approval%s. This is recorded in the ledger.",
-			id, next.PipelineName, next.RunID, next.Target, reason)
+			id, show(next.PipelineName), show(next.RunID), next.Target, reason)
 		out = append(out, message(KindAnnounce, id+":bypass", order, p))
 	}
 	return out

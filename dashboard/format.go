@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/ica-governance/ica"
 )
 
 // money formats US dollars with thousands separators: $12,345.67.
@@ -25,6 +27,16 @@ func money(v float64) string {
 		return "-" + out
 	}
 	return out
+}
+
+// amountIn formats an amount in its currency: money for ICA's (USD), "EUR
+// 1,234.00" for another, which is shown, never summed with ICA's figures.
+func amountIn(v float64, currency string) string {
+	c := strings.TrimSpace(currency)
+	if c == "" || strings.EqualFold(c, ica.Currency) || c == "$" {
+		return money(v)
+	}
+	return ica.ShowText(c) + " " + strings.TrimPrefix(money(v), "$")
 }
 
 // pct formats a fraction as a percentage: 0.953 → 95%, 0.0042 → 0.4%.

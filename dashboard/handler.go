@@ -76,7 +76,8 @@ func New(d Deps) *Handler {
 	base := strings.TrimRight(d.PublicURL, "/")
 	static, _ := fs.Sub(assets, "static")
 	funcs := template.FuncMap{"money": money, "pct": pct, "dur": dur, "dist": distCell, "stamp": stamp,
-		"short": shortHash, "budgetState": budgetState, "when": when, "week": weekOf}
+		"short": shortHash, "budgetState": budgetState, "when": when, "week": weekOf,
+		"show": ica.ShowText, "amount": amountIn, "deref": func(p *float64) float64 { return *p }}
 	h := &Handler{d: d, base: base, secure: strings.HasPrefix(strings.ToLower(base), "https://"),
 		cache:  &cache{src: d.Source, clock: d.Clock, ttl: max(ttl, 0), log: d.Log.Warn},
 		page:   template.Must(template.New("dashboard.html").Funcs(funcs).ParseFS(assets, "templates/dashboard.html")),

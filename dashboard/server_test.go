@@ -53,6 +53,12 @@ func (s *syncBuffer) String() string {
 
 func newServer(t testing.TB, st *store.Store, clock *ica.FakeClock, monthly, threshold float64) *server {
 	t.Helper()
+	return newServerWith(t, st, clock, storeSource{Store: st, monthly: monthly, threshold: threshold})
+}
+
+// newServerWith is newServer with the dashboard's figures from src.
+func newServerWith(t testing.TB, st *store.Store, clock *ica.FakeClock, src dashboard.Source) *server {
+	t.Helper()
 	s := &server{st: st, clock: clock, secret: []byte("0123456789abcdef0123456789abcdef"), logs: &syncBuffer{}}
 	var h http.Handler
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
@@ -61,7 +67,7 @@ func newServer(t testing.TB, st *store.Store, clock *ica.FakeClock, monthly, thr
 	tokens, err := webhooks.NewStaticTokens(map[string]string{"grafana": webhooks.HashToken(apiToken)}, nil)
 	require.NoError(t, err)
 	wh := webhooks.NewHandler(webhooks.Deps{Ledger: st, Pipelines: tokens, Logger: log, Clock: clock})
-	s.dash = dashboard.New(dashboard.Deps{Source: storeSource{Store: st, monthly: monthly, threshold: threshold},
+	s.dash = dashboard.New(dashboard.Deps{Source: src,
 		Sessions: st, Secret: s.secret, PublicURL: s.URL, Clock: clock, Log: log})
 	r := wh.Router()
 	r.Handle("/dashboard", wh.Route(nil, s.dash.HandlePage)).Methods(http.MethodGet)

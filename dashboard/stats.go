@@ -150,6 +150,11 @@ type BudgetStats struct {
 	Days  []DaySpend `json:"days"`
 	AsOf  *time.Time `json:"as_of,omitempty"`
 	State string     `json:"state"` // no_budget, on_track, forecast_over_threshold, over_threshold, over_budget
+	// GateMonthToDate is what the approval gate counts: MonthToDate, or
+	// more where a fresh Azure actual for ICA's scope is higher.
+	GateMonthToDate float64 `json:"gate_month_to_date"`
+	// Azure is each Azure budget's latest report, with its age.
+	Azure []*ica.AzureBudgetView `json:"azure_budgets"`
 }
 
 // DaySpend is one day of the month.
@@ -382,6 +387,15 @@ func computeBudget(in *Input, now time.Time) BudgetStats {
 	}
 	b.MonthToDate = round2(b.MonthToDate)
 	b.Forecast = round2(ica.Forecast(b.MonthToDate, now))
+	b.GateMonthToDate, b.Azure = b.MonthToDate, []*ica.AzureBudgetView{}
+	if in.Budget != nil {
+		if extra := in.Budget.GateMonthToDate - in.Budget.MonthToDate; extra > 0 {
+			b.GateMonthToDate = round2(b.MonthToDate + extra)
+		}
+		if in.Budget.Azure != nil {
+			b.Azure = in.Budget.Azure
+		}
+	}
 	switch {
 	case b.MonthlyBudget <= 0:
 		b.State = BudgetNone

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,7 @@ func TestChart_Production(t *testing.T) {
 		require.Equal(t, "http", get(c, probe, "httpGet", "port"), probe)
 	}
 	require.Equal(t, 8080, get(byName(c["ports"], "http"), "containerPort"))
+	require.Equal(t, 9090, get(byName(c["ports"], "metrics"), "containerPort"))
 	require.NotNil(t, get(c, "resources", "requests", "memory"))
 	require.NotNil(t, get(c, "resources", "limits", "memory"))
 
@@ -277,6 +279,14 @@ func TestChart_Production(t *testing.T) {
 	env := c["env"]
 	require.Equal(t, "/data", get(byName(env, "ICA_DATA_DIR"), "value"))
 	require.Equal(t, "0.0.0.0:8080", get(byName(env, "ICA_ADDR"), "value"))
+	// /metrics listens on the pod IP's metrics port, apart from the public listener.
+	require.Equal(t, "status.podIP", get(byName(env, "POD_IP"), "valueFrom", "fieldRef", "fieldPath"))
+	require.Equal(t, "$(POD_IP):9090", get(byName(env, "ICA_METRICS_ADDR"), "value"))
+	envNames := []string{}
+	for _, e := range list(env) {
+		envNames = append(envNames, get(e, "name").(string))
+	}
+	require.Less(t, slices.Index(envNames, "POD_IP"), slices.Index(envNames, "ICA_METRICS_ADDR"), "POD_IP is defined before it is used")
 	require.Equal(t, "https://ica.example.com", get(byName(env, "ICA_PUBLIC_URL"), "value"))
 	require.Equal(t, "tech1,tech2", get(byName(env, "ICA_TECH_APPROVERS"), "value"))
 	for _, k := range secretEnv {
@@ -317,7 +327,11 @@ func TestChart_Production(t *testing.T) {
 	sm := m["ServiceMonitor"]["ica"]
 	require.NotNil(t, sm)
 	require.Equal(t, "/metrics", get(sm, "spec", "endpoints", "0", "path"))
-	require.Equal(t, "http", get(sm, "spec", "endpoints", "0", "port"))
+	require.Equal(t, "metrics", get(sm, "spec", "endpoints", "0", "port"))
+	require.Equal(t, "metrics", get(byName(get(svc, "spec", "ports"), "metrics"), "targetPort"))
+	for _, p := range list(get(ing, "spec", "rules", "0", "http", "paths")) {
+		require.Equal(t, "http", get(p, "backend", "service", "port", "name"), "the Ingress never routes to the metrics port")
+	}
 	matched := 0
 	for _, s := range m["Service"] {
 		labels := get(s, "metadata", "labels").(map[string]any)

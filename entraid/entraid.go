@@ -1,6 +1,15 @@
 // Package entraid validates Microsoft Entra ID access tokens (v1.0 and v2.0,
-// Managed Identity and application tokens) presented as bearer tokens by
-// Azure Pipelines and by Azure Monitor action groups' Secure Webhook.
+// Managed Identity, application and delegated user tokens) presented as
+// bearer tokens by Azure Pipelines, by Azure Monitor action groups' Secure
+// Webhook and by people calling ICA's API.
+//
+// A Validator proves that a token is authentic: signed by the tenant, for
+// one of ICA's audiences, current. It authorises nothing. Each surface of
+// ICA (pipelines, alerts, people) has its own Surface, made from the shared
+// Validator with its own Policy: which audiences, which kind of caller
+// (application or person) and which applications, identities or roles. A
+// policy that names no caller refuses every token, so an empty setting
+// never admits the whole tenant.
 //
 // Only RS256 tokens signed by a key from the tenant's published JWKS are
 // accepted. The key set is fetched lazily, cached, refreshed every
@@ -58,20 +67,8 @@ type Config struct {
 	TenantID string
 	// Audiences are the accepted aud values: the API's application (client)
 	// id and/or its App ID URI (e.g. api://ica). At least one is required.
+	// A Surface may narrow them (Policy.Audiences).
 	Audiences []string
-
-	// AllowedAppIDs are the accepted callers' application ids (appid in
-	// v1.0 tokens, azp in v2.0 tokens). Empty means any.
-	AllowedAppIDs []string
-	// AllowedObjectIDs are the accepted callers' object ids (oid). Empty
-	// means any.
-	AllowedObjectIDs []string
-	// AllowedRoles are app roles of which the token must carry at least one
-	// in its roles claim. Empty means no role is required.
-	//
-	// When any of AllowedAppIDs, AllowedObjectIDs and AllowedRoles is
-	// non-empty, the caller must match at least one of the non-empty lists.
-	AllowedRoles []string
 
 	// MetadataURL is the OpenID Connect discovery document whose jwks_uri
 	// names the key set. Default:
@@ -115,6 +112,10 @@ type Principal struct {
 	TenantID string
 	// Name is the name claim, when the token has one (user tokens).
 	Name string
+	// UPN is the person's sign-in name: the upn claim, else
+	// preferred_username (v2.0), else unique_name (v1.0). It is for display
+	// and exclusion only: names never grant (DESIGN "Identities").
+	UPN string
 	// Roles are the app roles granted to the caller.
 	Roles []string
 	// Version is the token version: "1.0" or "2.0".
@@ -132,17 +133,19 @@ type Principal struct {
 	ExpiresAt time.Time
 }
 
-// Validator validates Entra ID access tokens. It is safe for concurrent use.
+// IsUser reports whether the token is a person's delegated token: it
+// carries delegated scopes (scp), or says so in idtyp.
+func (p *Principal) IsUser() bool {
+	return len(p.Scopes) > 0 || strings.EqualFold(p.IdentityType, "user")
+}
+
+// Validator verifies Entra ID access tokens. It is safe for concurrent use.
 type Validator struct {
-	tenant     string // lower-case GUID
-	audiences  map[string]bool
-	appIDs     map[string]bool // lower-case
-	objectIDs  map[string]bool // lower-case
-	roles      map[string]bool
-	restricted bool
-	skew       time.Duration
-	clock      ica.Clock
-	keys       *keyCache
+	tenant    string // lower-case GUID
+	audiences map[string]bool
+	skew      time.Duration
+	clock     ica.Clock
+	keys      *keyCache
 }
 
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -169,9 +172,6 @@ func New(cfg Config) (*Validator, error) {
 	v := &Validator{
 		tenant:    tenant,
 		audiences: make(map[string]bool),
-		appIDs:    lowerSet(cfg.AllowedAppIDs),
-		objectIDs: lowerSet(cfg.AllowedObjectIDs),
-		roles:     make(map[string]bool),
 		skew:      cfg.Skew,
 		clock:     cfg.Clock,
 	}
@@ -181,10 +181,6 @@ func New(cfg Config) (*Validator, error) {
 		}
 		v.audiences[a] = true
 	}
-	for _, r := range cfg.AllowedRoles {
-		v.roles[r] = true
-	}
-	v.restricted = len(v.appIDs) > 0 || len(v.objectIDs) > 0 || len(v.roles) > 0
 	switch {
 	case cfg.Skew == 0:
 		v.skew = DefaultSkew
@@ -236,7 +232,9 @@ func orDefault(d, def time.Duration) time.Duration {
 func lowerSet(list []string) map[string]bool {
 	m := make(map[string]bool, len(list))
 	for _, s := range list {
-		m[strings.ToLower(s)] = true
+		if s = strings.TrimSpace(s); s != "" {
+			m[strings.ToLower(s)] = true
+		}
 	}
 	return m
 }
@@ -349,6 +347,10 @@ type claims struct {
 	Scp   string       `json:"scp"`
 	Idtyp string       `json:"idtyp"`
 	Mirid string       `json:"xms_mirid"`
+
+	Upn               string `json:"upn"`
+	PreferredUsername string `json:"preferred_username"`
+	UniqueName        string `json:"unique_name"`
 }
 
 // refuse returns the error for a token that failed validation.
@@ -376,12 +378,18 @@ func show(s string) string {
 	return s
 }
 
-// Validate checks raw (the bearer token, without "Bearer ") and returns the
-// caller it stands for. Failures are *ica.Error: EUNAUTHORIZED for a token
-// that is not acceptable, EFORBIDDEN for a valid token whose caller is not
-// in the allow-lists, EUNAVAILABLE when no signing keys could be fetched.
-// No error message contains the token.
-func (v *Validator) Validate(ctx context.Context, raw string) (*Principal, error) {
+// Verify checks that raw (the bearer token, without "Bearer ") is an
+// authentic, current token of the tenant for one of the configured
+// audiences, and returns the caller it stands for. It authorises nothing:
+// a surface decides who may use it with a Policy (see Surface). Failures
+// are *ica.Error: EUNAUTHORIZED for a token that is not acceptable,
+// EUNAVAILABLE when no signing keys could be fetched. No error message
+// contains the token.
+func (v *Validator) Verify(ctx context.Context, raw string) (*Principal, error) {
+	return v.verify(ctx, raw, v.audiences)
+}
+
+func (v *Validator) verify(ctx context.Context, raw string, audiences map[string]bool) (*Principal, error) {
 	if raw == "" {
 		return nil, refuse("missing token")
 	}
@@ -434,7 +442,7 @@ func (v *Validator) Validate(ctx context.Context, raw string) (*Principal, error
 	if err := v.checkIssuer(&c); err != nil {
 		return nil, err
 	}
-	if err := v.checkAudience(&c); err != nil {
+	if err := checkAudience(&c, audiences); err != nil {
 		return nil, err
 	}
 
@@ -466,6 +474,7 @@ func (v *Validator) Validate(ctx context.Context, raw string) (*Principal, error
 		ObjectID:     c.Oid,
 		TenantID:     c.Tid,
 		Name:         c.Name,
+		UPN:          firstNonEmpty(c.Upn, c.PreferredUsername, c.UniqueName),
 		Roles:        c.Roles,
 		Version:      c.Ver,
 		Scopes:       strings.Fields(c.Scp),
@@ -478,10 +487,16 @@ func (v *Validator) Validate(ctx context.Context, raw string) (*Principal, error
 	} else {
 		p.AppID = c.Azp
 	}
-	if err := v.checkCaller(p); err != nil {
-		return nil, err
-	}
 	return p, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // checkIssuer checks ver, tid and iss together: iss must be the form of its
@@ -513,12 +528,12 @@ func (v *Validator) checkIssuer(c *claims) error {
 	return nil
 }
 
-func (v *Validator) checkAudience(c *claims) error {
+func checkAudience(c *claims, audiences map[string]bool) error {
 	if len(c.Aud) == 0 {
 		return refuse("token has no audience (aud)")
 	}
 	for _, a := range c.Aud {
-		if v.audiences[a] {
+		if audiences[a] {
 			return nil
 		}
 	}
@@ -543,34 +558,4 @@ func (v *Validator) checkTimes(c *claims) error {
 		return refuse("token issued in the future")
 	}
 	return nil
-}
-
-// checkCaller applies the allow-lists: with any of them set, the caller must
-// match at least one non-empty list.
-func (v *Validator) checkCaller(p *Principal) error {
-	if !v.restricted {
-		return nil
-	}
-	if p.AppID != "" && v.appIDs[strings.ToLower(p.AppID)] {
-		return nil
-	}
-	if p.ObjectID != "" && v.objectIDs[strings.ToLower(p.ObjectID)] {
-		return nil
-	}
-	for _, r := range p.Roles {
-		if v.roles[r] {
-			return nil
-		}
-	}
-	var what []string
-	if len(v.appIDs) > 0 {
-		what = append(what, "application")
-	}
-	if len(v.objectIDs) > 0 {
-		what = append(what, "object id")
-	}
-	if len(v.roles) > 0 {
-		what = append(what, "role")
-	}
-	return ica.Errorf(ica.EFORBIDDEN, "caller not allowed (no allowed %s)", strings.Join(what, " or "))
 }

@@ -313,7 +313,7 @@ func requireNoTokenIn(tb testing.TB, s, raw string) {
 }
 
 func TestValidator_Validate_Claims(t *testing.T) {
-	type mod func(h, c map[string]any, cfg *entraid.Config)
+	type mod func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy)
 	tests := []struct {
 		name  string
 		base  func() map[string]any
@@ -325,113 +325,145 @@ func TestValidator_Validate_Claims(t *testing.T) {
 		{name: "valid v1", base: v1Claims, fetch: true},
 		{name: "valid v2", base: v2Claims, fetch: true},
 		{name: "valid v1 with client id audience", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["aud"] = apiAppID }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["aud"] = apiAppID }},
 		{name: "valid second key", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { h["kid"] = "k1" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { h["kid"] = "k1" }},
 		{name: "valid upper-case tenant in config", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.TenantID = strings.ToUpper(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				cfg.TenantID = strings.ToUpper(tenant)
+			}},
 		{name: "valid audience in array", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["aud"] = []string{"other", apiAppID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["aud"] = []string{"other", apiAppID}
+			}},
 		{name: "expired", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "token expired", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["exp"] = t0.Add(-6 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = t0.Add(-6 * time.Minute).Unix()
+			}},
 		{name: "expired within skew", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["exp"] = t0.Add(-4 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = t0.Add(-4 * time.Minute).Unix()
+			}},
 		{name: "expired with skew disabled", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "token expired", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["exp"] = t0.Add(-time.Second).Unix()
 				cfg.Skew = -1
 			}},
 		{name: "expired beyond custom skew", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "token expired", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["exp"] = t0.Add(-2 * time.Minute).Unix()
 				cfg.Skew = time.Minute
 			}},
 		{name: "no exp", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "no expiry", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "exp") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "exp") }},
 		{name: "exp as string", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "malformed token claims",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["exp"] = fmt.Sprint(t0.Add(time.Hour).Unix()) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["exp"] = fmt.Sprint(t0.Add(time.Hour).Unix())
+			}},
 		{name: "not yet valid", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "not yet valid", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["nbf"] = t0.Add(6 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["nbf"] = t0.Add(6 * time.Minute).Unix()
+			}},
 		{name: "nbf within skew", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["nbf"] = t0.Add(4 * time.Minute).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["nbf"] = t0.Add(4 * time.Minute).Unix()
+			}},
 		{name: "no nbf", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "nbf") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "nbf") }},
 		{name: "iat in the future", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issued in the future", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["iat"] = t0.Add(time.Hour).Unix() }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iat"] = t0.Add(time.Hour).Unix()
+			}},
 		{name: "wrong aud", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "audience https://management.core.windows.net/ not accepted",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["aud"] = "https://management.core.windows.net/" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["aud"] = "https://management.core.windows.net/"
+			}},
 		{name: "aud trailing slash", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "audience",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["aud"] = apiURI + "/" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["aud"] = apiURI + "/" }},
 		{name: "no aud", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "no audience",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "aud") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "aud") }},
 		{name: "wrong iss host", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["iss"] = "https://sts.evil.example/" + tenant + "/" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = "https://sts.evil.example/" + tenant + "/"
+			}},
 		{name: "v2 iss on v1 token", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["iss"] = entraid.IssuerV2(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV2(tenant)
+			}},
 		{name: "v1 iss on v2 token", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["iss"] = entraid.IssuerV1(tenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV1(tenant)
+			}},
 		{name: "no iss", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "iss") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "iss") }},
 		{name: "wrong tid", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "tenant " + otherTenant + " not accepted",
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["tid"] = otherTenant
 				c["iss"] = entraid.IssuerV2(otherTenant)
 			}},
 		{name: "iss tenant differs from tid", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["iss"] = entraid.IssuerV1(otherTenant) }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				c["iss"] = entraid.IssuerV1(otherTenant)
+			}},
 		{name: "tid differs from iss tenant", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "issuer",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["tid"] = otherTenant }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["tid"] = otherTenant }},
 		{name: "tid not a GUID", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "not a GUID",
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["tid"] = "common"
 				c["iss"] = entraid.IssuerV2("common")
 			}},
 		{name: "no tid", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "no tenant",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "tid") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "tid") }},
 		{name: "no ver", base: v1Claims, code: ica.EUNAUTHORIZED, msg: "no version",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { delete(c, "ver") }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { delete(c, "ver") }},
 		{name: "unknown ver", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "version 3.0 not supported",
-			mod: func(h, c map[string]any, cfg *entraid.Config) { c["ver"] = "3.0" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { c["ver"] = "3.0" }},
 		{name: "app id allowed", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedAppIDs = []string{strings.ToUpper(miAppID)} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.AppIDs = []string{strings.ToUpper(miAppID)}
+			}},
 		{name: "app id not allowed", base: v1Claims, code: ica.EFORBIDDEN, msg: "caller not allowed", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedAppIDs = []string{apiAppID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.AppIDs = []string{apiAppID} }},
 		{name: "v2 azp allowed", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedAppIDs = []string{monitorApp} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.AppIDs = []string{monitorApp} }},
 		{name: "v2 appid claim ignored", base: v2Claims, code: ica.EFORBIDDEN, msg: "caller not allowed", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				c["appid"] = miAppID // not a v2.0 claim: only azp counts
-				cfg.AllowedAppIDs = []string{miAppID}
+				pol.AppIDs = []string{miAppID}
 			}},
 		{name: "object id allowed", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedObjectIDs = []string{miObjectID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.ObjectIDs = []string{miObjectID}
+			}},
 		{name: "object id not allowed", base: v1Claims, code: ica.EFORBIDDEN, msg: "object id", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedObjectIDs = []string{apiAppID} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.ObjectIDs = []string{apiAppID}
+			}},
 		{name: "role required and present", base: v2Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
-				cfg.AllowedRoles = []string{"Pipeline.Write", "ActionGroupsSecureWebhook"}
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.Roles = []string{"Pipeline.Write", "ActionGroupsSecureWebhook"}
 			}},
 		{name: "role required and missing", base: v2Claims, code: ica.EFORBIDDEN, msg: "role", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
 				delete(c, "roles")
-				cfg.AllowedRoles = []string{"ActionGroupsSecureWebhook"}
+				pol.Roles = []string{"ActionGroupsSecureWebhook"}
 			}},
 		{name: "role required and other role", base: v1Claims, code: ica.EFORBIDDEN, msg: "role", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { cfg.AllowedRoles = []string{"Admin"} }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { pol.Roles = []string{"Admin"} }},
 		{name: "role matches though app id does not", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
-				cfg.AllowedAppIDs = []string{apiAppID}
-				cfg.AllowedRoles = []string{"Pipeline.Write"}
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.AppIDs = []string{apiAppID}
+				pol.Roles = []string{"Pipeline.Write"}
 			}},
 		{name: "neither app id nor role", base: v1Claims, code: ica.EFORBIDDEN, msg: "application or role", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) {
-				cfg.AllowedAppIDs = []string{apiAppID}
-				cfg.AllowedRoles = []string{"Admin"}
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) {
+				pol.AppIDs = []string{apiAppID}
+				pol.Roles = []string{"Admin"}
 			}},
 		{name: "key published for another issuer", base: v2Claims, code: ica.EUNAUTHORIZED, msg: "signing key not valid", fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { h["kid"] = "k-consumers" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { h["kid"] = "k-consumers" }},
 		{name: "v1 token with tenant-bound v2 key issuer", base: v1Claims, fetch: true,
-			mod: func(h, c map[string]any, cfg *entraid.Config) { h["kid"] = "k-tenant" }},
+			mod: func(h, c map[string]any, cfg *entraid.Config, pol *entraid.Policy) { h["kid"] = "k-tenant" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,14 +472,22 @@ func TestValidator_Validate_Claims(t *testing.T) {
 				jwkEntry{kid: "k-consumers", pub: &key(t, 2).PublicKey, issuer: "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"},
 				jwkEntry{kid: "k-tenant", pub: &key(t, 3).PublicKey, issuer: entraid.IssuerV2(tenant)})
 			h, c := map[string]any{"kid": "k0"}, tt.base()
+			pol := entraid.Policy{Name: "test", Caller: entraid.CallerApp}
 			if tt.mod != nil {
-				tt.mod(h, c, &e.cfg)
+				tt.mod(h, c, &e.cfg, &pol)
 			}
 			signer := map[string]int{"k0": 0, "k1": 1, "k-consumers": 2, "k-tenant": 3}[h["kid"].(string)]
 			raw := mustSign(t, key(t, signer), h, c)
 			require.True(t, entraid.LooksLikeJWT(raw))
 
-			p, err := e.validator(t).Validate(context.Background(), raw)
+			v := e.validator(t)
+			verify := v.Verify
+			if len(pol.AppIDs)+len(pol.ObjectIDs)+len(pol.Roles) > 0 {
+				s, err := v.Surface(pol)
+				require.NoError(t, err)
+				verify = s.Validate
+			}
+			p, err := verify(context.Background(), raw)
 			if tt.fetch {
 				require.EqualValues(t, 1, e.idp.jwksHits.Load())
 			} else {
@@ -515,7 +555,7 @@ func TestValidator_Validate_Algorithms(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			p, err := e.validator(t).Validate(context.Background(), tt.raw)
+			p, err := e.validator(t).Verify(context.Background(), tt.raw)
 			require.Nil(t, p)
 			requireRefused(t, err, ica.EUNAUTHORIZED, tt.msg, tt.raw)
 			require.EqualValues(t, 0, e.idp.totalHits.Load(), "no key may be fetched for a refused algorithm")
@@ -559,7 +599,7 @@ func TestValidator_Validate_Malformed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			p, err := e.validator(t).Validate(context.Background(), tt.raw)
+			p, err := e.validator(t).Verify(context.Background(), tt.raw)
 			require.Nil(t, p)
 			requireRefused(t, err, ica.EUNAUTHORIZED, tt.msg, tt.raw)
 		})
@@ -605,7 +645,7 @@ func TestValidator_Validate_Fixtures(t *testing.T) {
 				e.idp.setKeys(entry(t, 0, "k0"), entry(t, 1, sampleKid))
 			}
 			e.cfg.TenantID, e.cfg.Audiences = tt.tenant, []string{tt.aud}
-			p, err := e.validator(t).Validate(context.Background(), tt.raw)
+			p, err := e.validator(t).Verify(context.Background(), tt.raw)
 			require.Nil(t, p)
 			requireRefused(t, err, tt.code, tt.msg, tt.raw)
 			require.Equal(t, tt.anyFetch, e.idp.jwksHits.Load() > 0)
@@ -619,7 +659,7 @@ func TestValidator_Validate_Fixtures(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(readFixture(t, "mi-token-claims-aks-activity-log.json")), &c))
 		raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, c)
 		e := newEnv(t)
-		_, err := e.validator(t).Validate(context.Background(), raw)
+		_, err := e.validator(t).Verify(context.Background(), raw)
 		requireRefused(t, err, ica.EUNAUTHORIZED, "malformed token claims", raw)
 	})
 }
@@ -629,21 +669,21 @@ func TestValidator_Validate_UnknownKid(t *testing.T) {
 	v := e.validator(t)
 	ctx := context.Background()
 
-	_, err := v.Validate(ctx, mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
+	_, err := v.Verify(ctx, mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 	require.EqualValues(t, 1, e.idp.metaHits.Load())
 
 	// Right after a fetch, an unknown kid does not fetch again.
 	raw := mustSign(t, key(t, 2), map[string]any{"kid": "unknown-0"}, v1Claims())
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key unknown-0", raw)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 
 	// Once MinRefreshInterval has passed: exactly one refresh, then refusal.
 	e.clock.Advance(entraid.DefaultMinRefreshInterval)
 	raw = mustSign(t, key(t, 2), map[string]any{"kid": "unknown-1"}, v1Claims())
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key", raw)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 
@@ -651,13 +691,13 @@ func TestValidator_Validate_UnknownKid(t *testing.T) {
 	e.clock.Advance(entraid.DefaultMinRefreshInterval - time.Second)
 	for i := range 20 {
 		raw = mustSign(t, key(t, 2), map[string]any{"kid": fmt.Sprintf("unknown-2-%d", i)}, v2Claims())
-		_, err = v.Validate(ctx, raw)
+		_, err = v.Verify(ctx, raw)
 		requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key", raw)
 	}
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 
 	// Known keys still work meanwhile.
-	_, err = v.Validate(ctx, mustSign(t, key(t, 1), map[string]any{"kid": "k1"}, v2Claims()))
+	_, err = v.Verify(ctx, mustSign(t, key(t, 1), map[string]any{"kid": "k1"}, v2Claims()))
 	require.NoError(t, err)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 }
@@ -665,7 +705,7 @@ func TestValidator_Validate_UnknownKid(t *testing.T) {
 func TestValidator_Validate_UnknownKidColdCache(t *testing.T) {
 	e := newEnv(t)
 	raw := mustSign(t, key(t, 2), map[string]any{"kid": "nope"}, v1Claims())
-	_, err := e.validator(t).Validate(context.Background(), raw)
+	_, err := e.validator(t).Verify(context.Background(), raw)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key", raw)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 }
@@ -675,7 +715,7 @@ func TestValidator_Validate_KeyRotation(t *testing.T) {
 	v := e.validator(t)
 	ctx := context.Background()
 	old := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims())
-	_, err := v.Validate(ctx, old)
+	_, err := v.Verify(ctx, old)
 	require.NoError(t, err)
 
 	// Entra ID publishes a new key and drops k1.
@@ -683,20 +723,20 @@ func TestValidator_Validate_KeyRotation(t *testing.T) {
 	rotated := mustSign(t, key(t, 2), map[string]any{"kid": "k2"}, v2Claims())
 
 	e.clock.Advance(time.Minute) // within MinRefreshInterval of the first fetch
-	_, err = v.Validate(ctx, rotated)
+	_, err = v.Verify(ctx, rotated)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key k2", rotated)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 
 	e.clock.Advance(entraid.DefaultMinRefreshInterval)
-	p, err := v.Validate(ctx, rotated)
+	p, err := v.Verify(ctx, rotated)
 	require.NoError(t, err)
 	require.Equal(t, "2.0", p.Version)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 
-	_, err = v.Validate(ctx, old)
+	_, err = v.Verify(ctx, old)
 	require.NoError(t, err)
 	dropped := mustSign(t, key(t, 1), map[string]any{"kid": "k1"}, v1Claims())
-	_, err = v.Validate(ctx, dropped)
+	_, err = v.Verify(ctx, dropped)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key k1", dropped)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 }
@@ -707,18 +747,18 @@ func TestValidator_Validate_PeriodicRefresh(t *testing.T) {
 	v := e.validator(t)
 	ctx := context.Background()
 	raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims())
-	_, err := v.Validate(ctx, raw)
+	_, err := v.Verify(ctx, raw)
 	require.NoError(t, err)
 
 	e.clock.Advance(59 * time.Minute)
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 
 	// k0 is withdrawn; the refresh after RefreshInterval notices.
 	e.idp.setKeys(entry(t, 1, "k1"))
 	e.clock.Advance(time.Minute)
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key k0", raw)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 }
@@ -731,29 +771,29 @@ func TestValidator_Validate_StaleWhileError(t *testing.T) {
 	claims := v1Claims()
 	claims["exp"] = t0.Add(24 * time.Hour).Unix()
 	raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, claims)
-	_, err := v.Validate(ctx, raw)
+	_, err := v.Verify(ctx, raw)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, e.idp.totalHits.Load()) // metadata + keys
 
 	e.idp.down.Store(true)
 	e.clock.Advance(2 * time.Hour)
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	require.NoError(t, err, "cached keys outlive a failed refresh")
 	require.EqualValues(t, 3, e.idp.totalHits.Load(), "one refresh attempted")
 
 	// Failing refreshes are retried at most once per MinRefreshInterval.
 	for range 5 {
-		_, err = v.Validate(ctx, raw)
+		_, err = v.Verify(ctx, raw)
 		require.NoError(t, err)
 	}
 	require.EqualValues(t, 3, e.idp.totalHits.Load())
 	raw2 := mustSign(t, key(t, 2), map[string]any{"kid": "k-new"}, claims)
-	_, err = v.Validate(ctx, raw2)
+	_, err = v.Verify(ctx, raw2)
 	requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key", raw2)
 	require.EqualValues(t, 3, e.idp.totalHits.Load())
 
 	e.clock.Advance(entraid.DefaultMinRefreshInterval)
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	require.NoError(t, err)
 	require.EqualValues(t, 4, e.idp.totalHits.Load())
 
@@ -761,7 +801,7 @@ func TestValidator_Validate_StaleWhileError(t *testing.T) {
 	e.idp.down.Store(false)
 	e.idp.setKeys(entry(t, 0, "k0"), entry(t, 2, "k-new"))
 	e.clock.Advance(entraid.DefaultMinRefreshInterval)
-	_, err = v.Validate(ctx, raw2)
+	_, err = v.Verify(ctx, raw2)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, e.idp.jwksHits.Load())
 }
@@ -773,18 +813,18 @@ func TestValidator_Validate_NoKeysUnavailable(t *testing.T) {
 	ctx := context.Background()
 	raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims())
 
-	_, err := v.Validate(ctx, raw)
+	_, err := v.Verify(ctx, raw)
 	requireRefused(t, err, ica.EUNAVAILABLE, "signing keys not available", raw)
 	require.EqualValues(t, 1, e.idp.totalHits.Load())
 
 	// Not retried on every request while the key endpoint is down.
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	requireRefused(t, err, ica.EUNAVAILABLE, "signing keys not available", raw)
 	require.EqualValues(t, 1, e.idp.totalHits.Load())
 
 	e.idp.down.Store(false)
 	e.clock.Advance(10 * time.Second)
-	_, err = v.Validate(ctx, raw)
+	_, err = v.Verify(ctx, raw)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 }
@@ -795,7 +835,7 @@ func TestValidator_Validate_Unreachable(t *testing.T) {
 	srv.Close() // nothing listens there any more
 	e.cfg.JWKSURL = srv.URL + "/keys"
 	raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims())
-	_, err := e.validator(t).Validate(context.Background(), raw)
+	_, err := e.validator(t).Verify(context.Background(), raw)
 	requireRefused(t, err, ica.EUNAVAILABLE, "signing keys not available", raw)
 }
 
@@ -821,7 +861,7 @@ func TestValidator_Validate_BadKeySets(t *testing.T) {
 			e := newEnv(t)
 			e.idp.jwksBody = tt.body
 			raw := mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims())
-			_, err := e.validator(t).Validate(context.Background(), raw)
+			_, err := e.validator(t).Verify(context.Background(), raw)
 			requireRefused(t, err, ica.EUNAVAILABLE, "signing keys not available", raw)
 		})
 	}
@@ -838,10 +878,10 @@ func TestValidator_Validate_BadKeySets(t *testing.T) {
 		}})
 		e.idp.jwksBody = body
 		v := e.validator(t)
-		_, err := v.Validate(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
+		_, err := v.Verify(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
 		require.NoError(t, err)
 		raw := mustSign(t, key(t, 1), map[string]any{"kid": "rs512"}, v1Claims())
-		_, err = v.Validate(context.Background(), raw)
+		_, err = v.Verify(context.Background(), raw)
 		requireRefused(t, err, ica.EUNAUTHORIZED, "unknown signing key", raw)
 	})
 }
@@ -850,7 +890,7 @@ func TestValidator_Validate_JWKSURL(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.MetadataURL = ""
 	e.cfg.JWKSURL = e.idp.srv.URL + "/" + tenant + "/discovery/v2.0/keys"
-	_, err := e.validator(t).Validate(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
+	_, err := e.validator(t).Verify(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
 	require.NoError(t, err)
 	require.EqualValues(t, 0, e.idp.metaHits.Load(), "discovery skipped")
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
@@ -890,7 +930,7 @@ func TestValidator_Validate_Concurrent(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := v.Validate(context.Background(), tokens[i%2])
+			_, err := v.Verify(context.Background(), tokens[i%2])
 			errs <- err
 		})
 	}
@@ -922,7 +962,7 @@ func TestValidator_Validate_ContextCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := v.Validate(ctx, raw)
+		_, err := v.Verify(ctx, raw)
 		done <- err
 	}()
 	require.Eventually(t, func() bool { return e.idp.jwksHits.Load() == 1 }, 5*time.Second, time.Millisecond)
@@ -936,7 +976,7 @@ func TestValidator_Validate_ContextCancelled(t *testing.T) {
 	e.idp.mu.Unlock()
 	close(block)
 	require.NoError(t, v.Refresh(context.Background())) // joins or follows the first fetch
-	_, err = v.Validate(context.Background(), raw)
+	_, err = v.Verify(context.Background(), raw)
 	require.NoError(t, err)
 }
 
@@ -945,14 +985,14 @@ func TestValidator_Refresh(t *testing.T) {
 	v := e.validator(t)
 	require.NoError(t, v.Refresh(context.Background()))
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
-	_, err := v.Validate(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
+	_, err := v.Verify(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, e.idp.jwksHits.Load())
 
 	e.idp.down.Store(true)
 	err = v.Refresh(context.Background())
 	require.Equal(t, ica.EUNAVAILABLE, ica.ErrorCode(err))
-	_, err = v.Validate(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
+	_, err = v.Verify(context.Background(), mustSign(t, key(t, 0), map[string]any{"kid": "k0"}, v1Claims()))
 	require.NoError(t, err, "a failed refresh keeps the cached keys")
 }
 

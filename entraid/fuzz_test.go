@@ -17,8 +17,11 @@ import (
 func FuzzValidate(f *testing.F) {
 	e := newEnv(f)
 	e.cfg.JWKSURL = e.idp.srv.URL + "/" + tenant + "/discovery/v2.0/keys"
-	e.cfg.AllowedRoles = []string{"Pipeline.Write"}
-	v := e.validator(f)
+	v0 := e.validator(f)
+	v, err := v0.Surface(entraid.Policy{Name: "fuzz", Caller: entraid.CallerApp, Roles: []string{"Pipeline.Write"}})
+	if err != nil {
+		f.Fatal(err)
+	}
 
 	good := mustSign(f, key(f, 0), map[string]any{"kid": "k0"}, v1Claims())
 	f.Add(good)

@@ -59,6 +59,11 @@ type BudgetSummary struct {
 	Forecast float64
 	// AsOf is when the figures were last updated (the newest cost entry).
 	AsOf time.Time
+	// GateMonthToDate is what the approval gate counts: MonthToDate, or
+	// Azure's fresh, higher actual for ICA's scope.
+	GateMonthToDate float64
+	// Azure is each Azure budget's latest report.
+	Azure []*ica.AzureBudgetView
 }
 
 // ExportQuery selects the ledger records of an export.

@@ -171,10 +171,41 @@ func (h *Handler) budget(ctx context.Context, c *call) (string, error) {
 	if !s.AsOf.IsZero() {
 		fmt.Fprintf(&b, "| As of | %s |\n", stamp(s.AsOf))
 	}
+	if s.GateMonthToDate > s.MonthToDate {
+		fmt.Fprintf(&b, "| The gate counts | %s (Azure's budget actuals) |\n", money(s.GateMonthToDate))
+	}
 	if w := budgetWarning(s); w != "" {
 		b.WriteString("\n" + w + "\n")
 	}
+	azureBudgets(&b, s.Azure, c.At)
 	return b.String(), nil
+}
+
+// azureBudgets lists each Azure budget's latest report and its age; a
+// currency other than ICA's is shown, not summed.
+func azureBudgets(b *strings.Builder, list []*ica.AzureBudgetView, now time.Time) {
+	if len(list) == 0 {
+		return
+	}
+	b.WriteString("\n**Azure budgets** (the latest notification of each)\n\n| Budget | Spent | Budget | Forecast | Age | Gate |\n|:--|--:|--:|--:|--:|:--|\n")
+	for _, v := range list {
+		amt := func(x float64) string {
+			if v.SameCurrency() {
+				return money(x)
+			}
+			return ica.ShowText(v.Currency) + " " + strings.TrimPrefix(money(x), "$")
+		}
+		forecast := "–"
+		if v.Forecast != nil {
+			forecast = amt(*v.Forecast)
+		}
+		gate := ica.ShowText(v.Note)
+		if v.Gated {
+			gate = "counted"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", cell(ica.ShowText(v.Name), 60), amt(v.Spent), amt(v.Amount), forecast,
+			dur(now.Sub(v.AsOf)), cell(gate, 80))
+	}
 }
 
 func noArgs(c *call) error {
@@ -419,10 +450,11 @@ func budgetWarning(s *BudgetSummary) string {
 	if s.Budget <= 0 {
 		return ""
 	}
+	mtd := max(s.MonthToDate, s.GateMonthToDate)
 	switch {
-	case s.MonthToDate >= s.Budget:
+	case mtd >= s.Budget:
 		return ":rotating_light: The monthly budget is spent."
-	case s.Threshold > 0 && s.MonthToDate >= s.Threshold*s.Budget:
+	case s.Threshold > 0 && mtd >= s.Threshold*s.Budget:
 		return ":warning: Spend is past the " + pct(s.Threshold) + " gate: new approvals are refused."
 	case s.Forecast > s.Budget:
 		return ":warning: The forecast exceeds the budget."

@@ -104,3 +104,25 @@ func TestPgCursor_MatchesModel(t *testing.T) {
 		wtx.Rollback()
 	}
 }
+
+// TestPgMigrations_CoverEveryBucket: every bucket of the schema has its
+// table after the migrations, and applying them again changes nothing.
+func TestPgMigrations_CoverEveryBucket(t *testing.T) {
+	e := pgEngineForTest(t)
+	ctx := context.Background()
+	for _, b := range allBuckets {
+		var n int
+		require.NoError(t, e.pool.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = $1", table(b)).Scan(&n))
+		require.Equal(t, 1, n, "bucket %s has no table: add a migration in store/migrations/postgres", b)
+	}
+	require.NoError(t, e.migrate(ctx, nil))
+	var v int
+	require.NoError(t, e.pool.QueryRow(ctx, "SELECT max(version) FROM ica_schema_migrations").Scan(&v))
+	require.Equal(t, PostgresSchemaVersion(), v)
+
+	// A database migrated by a newer ica is refused, naming both versions.
+	_, err := e.pool.Exec(ctx, "INSERT INTO ica_schema_migrations (version, name) VALUES (9999, '9999_future.sql')")
+	require.NoError(t, err)
+	err = e.migrate(ctx, nil)
+	require.ErrorContains(t, err, "schema version 9999, newer than this ica knows")
+}

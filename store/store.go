@@ -52,7 +52,7 @@ var (
 		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketMerkle, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
 		bucketCosts, bucketCostByMonth, bucketChecks,
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
-		bucketDashboardLinks}
+		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")

@@ -31,11 +31,25 @@ type AlertLedger interface {
 	IncidentOverride(ctx context.Context, id string) (*ica.Decision, error)
 }
 
+// BudgetLedger records what Azure budget notifications report (cmd/ica
+// adds the finance channel's notice).
+type BudgetLedger interface {
+	RecordAzureBudget(ctx context.Context, r *ica.AzureBudgetReport, raw []byte, actor string) (created bool, err error)
+}
+
 // AlertDeps are the collaborators of the alert endpoints.
 type AlertDeps struct {
 	Ledger AlertLedger
-	// Parse turns a webhook body into an alert (alerts.Parse).
+	// Parse turns a webhook body into an alert (alerts.Parse). An error
+	// with an UnrecognisedSchema() string method is a JSON object of a
+	// schema ICA does not know: it is kept as a warning incident, not refused.
 	Parse func(body []byte) (*ica.Alert, error)
+	// ParseBudget reads an Azure budget notification of either schema
+	// (alerts.ParseBudget); nil, nil for other payloads.
+	ParseBudget func(body []byte) (*ica.AzureBudgetReport, error)
+	// Budgets records budget reports; with ParseBudget nil or Budgets nil,
+	// budget signals are alerts only.
+	Budgets BudgetLedger
 	// Auth authenticates Azure Monitor (NewAlertAuth). Nil refuses every alert.
 	Auth Authenticator
 	// Readers may list and read incidents (default: the pipeline tokens).
@@ -129,8 +143,29 @@ func (a *alertAPI) handleAlert(w http.ResponseWriter, r *http.Request) error {
 		}
 		return ica.Errorf(ica.EINVALID, "could not read the request body")
 	}
-	al, err := a.d.Parse(body)
+	budget, budgetCreated, err := a.recordBudget(r, body)
 	if err != nil {
+		return err
+	}
+	if budget != nil && budget.Schema == ica.SchemaLegacyBudget {
+		// Cost data, not an alert: nothing to open or page.
+		outcome, status := "budget_recorded", http.StatusAccepted
+		if !budgetCreated {
+			outcome, status = AlertDuplicateOutcome, http.StatusOK
+		}
+		a.h.log.Info("azure budget", "request_id", RequestID(r.Context()), "budget", budget.Key, "outcome", outcome)
+		writeJSON(w, status, map[string]any{"outcome": outcome, "budget": budgetView(budget, budgetCreated)})
+		return nil
+	}
+	al, err := a.d.Parse(body)
+	var unknown interface{ UnrecognisedSchema() string }
+	switch {
+	case errors.As(err, &unknown):
+		// Valid JSON from an authenticated sender in a schema ICA does not
+		// know: keep it and tell people, never refuse it (Azure would drop it).
+		al = ica.UnrecognisedAlert(unknown.UnrecognisedSchema(), body, a.h.Clock.Now())
+		a.h.log.Warn("unrecognised Azure Monitor payload", "request_id", RequestID(r.Context()), "schema", ica.ShowText(unknown.UnrecognisedSchema()), "bytes", len(body))
+	case err != nil:
 		a.h.log.Info("refused alert", "request_id", RequestID(r.Context()), "err", err, "bytes", len(body))
 		return err
 	}
@@ -143,14 +178,53 @@ func (a *alertAPI) handleAlert(w http.ResponseWriter, r *http.Request) error {
 	if inc != nil {
 		out["incident_id"], out["status"] = inc.ID, inc.Status
 	}
+	if al.Schema == ica.SchemaUnrecognised {
+		out["unrecognised"] = true
+	}
 	status := http.StatusOK
 	if changedOutcomes[outcome] {
 		status = http.StatusAccepted
+	}
+	if budget != nil {
+		out["budget"] = budgetView(budget, budgetCreated)
+		if budgetCreated {
+			status = http.StatusAccepted
+		}
 	}
 	a.h.log.Info("alert", "request_id", RequestID(r.Context()), "alert_id", al.AlertID, "condition", al.MonitorCondition,
 		"severity", al.Severity, "outcome", outcome)
 	writeJSON(w, status, out)
 	return nil
+}
+
+// AlertDuplicateOutcome is the outcome of a delivery that changed nothing.
+const AlertDuplicateOutcome = "duplicate"
+
+// recordBudget records the budget a delivery reports, if it is a budget
+// notification; a malformed one is refused (400) before anything is written.
+func (a *alertAPI) recordBudget(r *http.Request, body []byte) (*ica.AzureBudgetReport, bool, error) {
+	if a.d.ParseBudget == nil || a.d.Budgets == nil {
+		return nil, false, nil
+	}
+	rep, err := a.d.ParseBudget(body)
+	if err != nil {
+		a.h.log.Info("refused budget notification", "request_id", RequestID(r.Context()), "err", err, "bytes", len(body))
+		return nil, false, err
+	}
+	if rep == nil {
+		return nil, false, nil
+	}
+	created, err := a.d.Budgets.RecordAzureBudget(r.Context(), rep, body, actor(r))
+	return rep, created, err
+}
+
+func budgetView(b *ica.AzureBudgetReport, created bool) map[string]any {
+	outcome := "recorded"
+	if !created {
+		outcome = AlertDuplicateOutcome
+	}
+	return map[string]any{"name": b.Name, "scope": b.Scope, "spent": b.Spent, "amount": b.Amount, "currency": b.Currency,
+		"threshold": b.Threshold, "threshold_type": b.ThresholdType, "outcome": outcome}
 }
 
 // handleList handles "GET /api/v1/incidents?status=&severity=&limit=".
@@ -288,16 +362,22 @@ func (h *Handler) authenticateNoLimit(a Authenticator, next http.Handler) http.H
 	})
 }
 
-// AlertTokenHeader carries the alert token when it is not in the URL.
-const AlertTokenHeader = "X-ICA-Token"
+// AlertTokenHeader carries the alert token when it is not in the URL; the
+// legacy spelling X-ICA-Token is accepted too. A header, unlike the URL,
+// does not end up in proxy logs.
+const (
+	AlertTokenHeader       = "X-ICA-Alert-Token"
+	legacyAlertTokenHeader = "X-ICA-Token"
+)
 
 // AlertActor is the ledger actor of alerts authenticated by the shared token.
 const AlertActor = "azure-monitor"
 
 // AlertAuth authenticates Azure Monitor: the shared secret ICA_ALERT_TOKEN
-// (in the webhook URL as ?token=, in X-ICA-Token, or as a bearer token),
-// compared in constant time, and/or an Entra ID bearer token from an action
-// group's Secure Webhook.
+// (in the webhook URL as ?token=, in X-ICA-Alert-Token or X-ICA-Token, or as
+// a bearer token), compared in constant time, and/or an Entra ID bearer
+// token from an action group's Secure Webhook, checked by the alert
+// surface's own policy (never the pipelines').
 type AlertAuth struct {
 	hash []byte
 	jwt  TokenValidator
@@ -329,7 +409,11 @@ func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 		}
 		bearer = strings.TrimSpace(tok)
 	}
-	candidates := []string{r.URL.Query().Get("token"), r.Header.Get(AlertTokenHeader), bearer}
+	header := r.Header.Get(AlertTokenHeader)
+	if header == "" {
+		header = r.Header.Get(legacyAlertTokenHeader)
+	}
+	candidates := []string{r.URL.Query().Get("token"), header, bearer}
 	if a.hash != nil {
 		match := 0
 		for _, c := range candidates {
@@ -351,7 +435,7 @@ func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 		return &Principal{Name: AlertActor + ":" + who, Kind: "jwt"}, nil
 	}
 	if candidates[0] == "" && candidates[1] == "" && bearer == "" {
-		return nil, ica.Errorf(ica.EUNAUTHORIZED, "missing alert token (?token= in the webhook URL) or Entra ID bearer token")
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "missing alert token (the X-ICA-Alert-Token header or ?token= in the webhook URL) or Entra ID bearer token (Secure Webhook)")
 	}
 	return nil, ica.Errorf(ica.EUNAUTHORIZED, "invalid alert token")
 }

@@ -57,6 +57,13 @@ func (f *flakyLedger) RecordAlert(ctx context.Context, a *ica.Alert, raw []byte,
 	return f.Store.RecordAlert(ctx, a, raw, actor)
 }
 
+// storeBudgets records budget reports without a finance notice.
+type storeBudgets struct{ *store.Store }
+
+func (s storeBudgets) RecordAzureBudget(ctx context.Context, r *ica.AzureBudgetReport, raw []byte, actor string) (bool, error) {
+	return s.Store.RecordAzureBudget(ctx, r, raw, actor)
+}
+
 // jwtStub accepts one "JWT".
 type jwtStub struct{}
 
@@ -86,6 +93,7 @@ func newAlertEnv(t *testing.T) *alertEnv {
 	h := webhooks.NewHandler(webhooks.Deps{Ledger: st, Pipelines: pt, Clock: clock, Logger: log, Limiter: webhooks.NewRateLimiter(0)})
 	fl := &flakyLedger{Store: st}
 	h.RegisterAlerts(webhooks.AlertDeps{Ledger: fl, Parse: alerts.Parse, Auth: webhooks.NewAlertAuth(alertToken, jwtStub{}),
+		ParseBudget: alerts.ParseBudget, Budgets: storeBudgets{st},
 		Commanders: webhooks.AnyOf{ic},
 		CardLink: func(inc *ica.Incident) string {
 			if inc.Card.PostID == "" {
@@ -239,10 +247,10 @@ func TestAlerts_Refusals(t *testing.T) {
 		status int
 		field  string
 	}{
-		"malformed JSON":   {[]byte(`{"schemaId": "azureMonitorCommonAlertSchema", "data": {`), 400, ""},
-		"not an object":    {[]byte(`[1,2]`), 400, ""},
-		"empty":            {nil, 400, ""},
-		"unknown schemaId": {mutated(func(m map[string]any) { m["schemaId"] = "SomethingElse" }), 400, "schemaId"},
+		"malformed JSON":        {[]byte(`{"schemaId": "azureMonitorCommonAlertSchema", "data": {`), 400, ""},
+		"not an object":         {[]byte(`[1,2]`), 400, ""},
+		"empty":                 {nil, 400, ""},
+		"schemaId not a string": {mutated(func(m map[string]any) { m["schemaId"] = map[string]any{} }), 400, "schemaId"},
 		"missing alertId": {mutated(func(m map[string]any) {
 			delete(m["data"].(map[string]any)["essentials"].(map[string]any), "alertId")
 		}), 400, "data.essentials.alertId"},
@@ -282,6 +290,8 @@ func TestAlerts_Auth(t *testing.T) {
 		"bad bearer JWT":     {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer bad.jwt.token"}}, 401},
 		"pipeline token":     {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer " + pipelineToken}}, 401},
 		"header token":       {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Token": {alertToken}}, 202},
+		"alert header token": {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Alert-Token": {alertToken}}, 202},
+		"bad alert header":   {"/api/v1/alerts/azure-monitor", http.Header{"X-Ica-Alert-Token": {"nope"}}, 401},
 		"bearer token":       {"/api/v1/azdev/alert", http.Header{"Authorization": {"Bearer " + alertToken}}, 202},
 		"secure webhook JWT": {"/api/v1/alerts/azure-monitor", http.Header{"Authorization": {"Bearer good.jwt.token"}}, 202},
 	} {

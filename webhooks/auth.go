@@ -16,7 +16,75 @@ import (
 // ledger entry the request causes.
 type Principal struct {
 	Name string
-	Kind string // "token", "jwt"
+	Kind string // "token", "jwt", "user"
+	// Person is set for a person authenticated by their own delegated
+	// Entra ID token (UserAuth).
+	Person *Person
+}
+
+// Person is the human a delegated Entra ID token stands for. TenantID and
+// ObjectID (tid + oid) identify them; UPN and Name are for display and for
+// excluding (a requester may not approve), never for granting.
+type Person struct {
+	TenantID string `json:"tid"`
+	ObjectID string `json:"oid"`
+	UPN      string `json:"upn,omitempty"`
+	Name     string `json:"name,omitempty"`
+}
+
+// ID is the person's stable identity: "entra:<tid>/<oid>".
+func (p *Person) ID() string { return "entra:" + p.TenantID + "/" + p.ObjectID }
+
+// PersonValidator checks a person's delegated Entra ID token for ICA's own
+// audience and refuses application tokens (cmd/ica adapts the entraid
+// package's user surface to it).
+type PersonValidator interface {
+	ValidatePerson(ctx context.Context, raw string) (*Person, error)
+}
+
+// UserAuth authenticates people calling the API with their own delegated
+// Entra ID access token (az account get-access-token --resource <ICA's app
+// id URI>). Static tokens and application tokens are refused. The
+// principal's Name, the ledger actor, is "entra:<tid>/<oid>"; its Person
+// carries the UPN and display name.
+type UserAuth struct{ v PersonValidator }
+
+var _ Authenticator = (*UserAuth)(nil)
+
+// NewUserAuth returns the authenticator of the user surface; v nil refuses
+// every request, saying what to configure.
+func NewUserAuth(v PersonValidator) *UserAuth { return &UserAuth{v: v} }
+
+// Authenticate implements Authenticator.
+func (u *UserAuth) Authenticate(r *http.Request) (*Principal, error) {
+	if u.v == nil {
+		return nil, ica.Errorf(ica.EFORBIDDEN, "the user API is not configured: set ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES (or ICA_ENTRA_USER_AUDIENCES)")
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "missing Authorization header (Bearer <your Entra ID access token for ICA>)")
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "Authorization header must be \"Bearer <token>\"")
+	}
+	if strings.Count(tok, ".") != 2 {
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "this endpoint accepts only a person's Entra ID access token, not a static token")
+	}
+	p, err := u.v.ValidatePerson(r.Context(), tok)
+	if err != nil {
+		return nil, err
+	}
+	return &Principal{Name: p.ID(), Kind: "user", Person: p}, nil
+}
+
+// PersonOf returns the person a request was authenticated as, or nil.
+func PersonOf(ctx context.Context) *Person {
+	if p := PrincipalOf(ctx); p != nil {
+		return p.Person
+	}
+	return nil
 }
 
 // Authenticator decides who a request comes from.

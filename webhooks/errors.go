@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,7 @@ func StatusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case ica.ERATELIMIT:
 		return http.StatusTooManyRequests
-	case ica.EUNAVAILABLE:
+	case ica.EUNAVAILABLE, ica.ENOTCONFIGURED:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -79,8 +80,22 @@ const MaxBodyBytes = 1 << 20
 
 // decodeJSON decodes exactly one JSON object into v, refusing unknown fields
 // and trailing data, and turns every failure into an EINVALID naming the field.
+// Before decoding, the raw bytes are checked for what encoding/json would
+// silently rewrite to U+FFFD (lone surrogate escapes, invalid UTF-8): the
+// ledger records exactly what was sent, or nothing.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return decodeError(err)
+		}
+		return ica.Errorf(ica.EINVALID, "could not read the request body")
+	}
+	if err := ica.CheckJSONText(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)

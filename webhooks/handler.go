@@ -43,10 +43,13 @@ type Deps struct {
 	CheckHosts func(planURL string) error
 	Pipelines  Authenticator // pipeline bearer tokens (and JWTs)
 	BreakGlass Authenticator // break-glass tokens for bypass
-	Limiter    *RateLimiter
-	Metrics    *Metrics
-	Logger     *slog.Logger
-	Clock      ica.Clock
+	// Users authenticates people by their own delegated Entra ID token
+	// (NewUserAuth); nil: GET /api/v1/me answers 503 not_configured.
+	Users   Authenticator
+	Limiter *RateLimiter
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Clock   ica.Clock
 	// Ready lists named checks besides the ledger; a failing one makes /readyz 503.
 	Ready map[string]ReadinessCheck
 	// Degraded lists named checks that are reported by /readyz but do not fail it
@@ -132,6 +135,7 @@ func (h *Handler) Register(r *mux.Router) {
 	if h.BreakGlass != nil {
 		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.Route(h.BreakGlass, h.handleBypass)).Methods(http.MethodPost)
 	}
+	r.Handle("/api/v1/me", h.Route(h.users(), h.handleMe)).Methods(http.MethodGet)
 	r.Handle("/healthz", h.Route(nil, h.handleHealth)).Methods(http.MethodGet)
 	r.Handle("/readyz", h.Route(nil, h.handleReady)).Methods(http.MethodGet)
 	r.Handle("/api/v1/openapi.json", h.Route(nil, h.handleOpenAPI)).Methods(http.MethodGet)
@@ -266,8 +270,8 @@ func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return ica.FieldErrorf(ica.EINVALID, "status", "status must be one of running, success, failed, cancelled")
 	}
-	if len(f.Pipeline) > ica.MaxNameLen {
-		return ica.FieldErrorf(ica.EINVALID, "pipeline", "pipeline is longer than %d bytes", ica.MaxNameLen)
+	if err := ica.ValidText("pipeline", f.Pipeline, ica.MaxNameLen, false); err != nil {
+		return err
 	}
 	var err error
 	if f.From, err = parseTimeParam("from", q.Get("from")); err != nil {
@@ -398,6 +402,33 @@ func (h *Handler) handleBypass(w http.ResponseWriter, r *http.Request) error {
 	h.log.Warn("BREAK-GLASS BYPASS", "approval_id", a.ID, "run_id", a.RunID, "target", a.Target,
 		"by", actor(r), "reason", b.Reason, "request_id", RequestID(r.Context()))
 	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// notConfigured refuses every request of a feature that is not set up:
+// 503 not_configured naming the setting, which clients do not retry.
+type notConfigured struct{ setting string }
+
+func (n notConfigured) Authenticate(*http.Request) (*Principal, error) {
+	return nil, ica.Errorf(ica.ENOTCONFIGURED, "not configured: set %s", n.setting)
+}
+
+func (h *Handler) users() Authenticator {
+	if h.Users != nil {
+		return h.Users
+	}
+	return notConfigured{setting: "ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES (or ICA_ENTRA_USER_AUDIENCES)"}
+}
+
+// handleMe handles "GET /api/v1/me": who a person's Entra ID token says
+// they are, as ICA will record them. It lets a person (and ica approve)
+// check their token before deciding anything.
+func (h *Handler) handleMe(w http.ResponseWriter, r *http.Request) error {
+	p := PersonOf(r.Context())
+	if p == nil {
+		return ica.Errorf(ica.EFORBIDDEN, "this endpoint is for people's own Entra ID tokens")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": p.ID(), "tid": p.TenantID, "oid": p.ObjectID, "upn": p.UPN, "name": p.Name})
 	return nil
 }
 

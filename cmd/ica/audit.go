@@ -139,7 +139,7 @@ func (q slashQueries) Budget(ctx context.Context) (*slashcmds.BudgetSummary, err
 		return nil, err
 	}
 	s := &slashcmds.BudgetSummary{Month: ica.MonthStart(q.st.Now()), MonthToDate: b.MonthToDate, Budget: b.MonthlyBudget,
-		Threshold: b.Threshold, Forecast: b.Forecast}
+		Threshold: b.Threshold, Forecast: b.Forecast, GateMonthToDate: b.GateMonthToDate, Azure: b.Azure}
 	if b.AsOf != nil {
 		s.AsOf = *b.AsOf
 	}

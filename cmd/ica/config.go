@@ -13,6 +13,7 @@ import (
 
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/alerts"
+	"github.com/ica-governance/ica/entraid"
 	"github.com/ica-governance/ica/freeze"
 	"github.com/ica-governance/ica/webhooks"
 )
@@ -42,7 +43,13 @@ type TargetPolicy struct {
 
 // Config is the whole configuration: the YAML file, then the environment.
 type Config struct {
-	Addr             string  `yaml:"addr"`
+	Addr string `yaml:"addr"`
+	// MetricsAddr is the listener of /metrics alone (ICA_METRICS_ADDR);
+	// "off" serves no separate listener. MetricsToken, when set, is
+	// required as a bearer token on /metrics, which is then also served on
+	// Addr (ICA_METRICS_TOKEN).
+	MetricsAddr      string  `yaml:"metrics_addr"`
+	MetricsToken     string  `yaml:"metrics_token"`
 	DataDir          string  `yaml:"data_dir"`
 	PublicURL        string  `yaml:"public_url"`
 	LogLevel         string  `yaml:"log_level"`
@@ -110,6 +117,10 @@ type Config struct {
 		Monthly          float64 `yaml:"monthly"`
 		Threshold        float64 `yaml:"threshold"`
 		FinanceThreshold float64 `yaml:"finance_threshold"`
+		// Scopes are the Azure scopes ICA's budget covers, where an Azure
+		// budget's fresh, higher actual counts in the gate
+		// (ICA_BUDGET_SCOPES; default: the cost sync's scopes).
+		Scopes []string `yaml:"scopes"`
 	} `yaml:"budget"`
 
 	Blob struct {
@@ -131,18 +142,60 @@ type Config struct {
 	// Database selects PostgreSQL instead of the embedded ledger (database.go).
 	Database DatabaseConfig `yaml:"database"`
 
-	Entra struct {
-		TenantID      string   `yaml:"tenant_id"`
-		Audiences     []string `yaml:"audiences"`
-		AllowedAppIDs []string `yaml:"allowed_app_ids"`
-		AllowedOIDs   []string `yaml:"allowed_object_ids"`
-		AllowedRoles  []string `yaml:"allowed_roles"`
-		MetadataURL   string   `yaml:"metadata_url"`
-	} `yaml:"entra"`
+	// Entra is Entra ID: one tenant and key set, and one policy per
+	// surface (entra.go).
+	Entra entraConfig `yaml:"entra"`
+}
+
+// entraConfig is Entra ID: one tenant and key set, and one policy per
+// surface (entra.go).
+type entraConfig struct {
+	TenantID    string   `yaml:"tenant_id"`
+	Audiences   []string `yaml:"audiences"`
+	MetadataURL string   `yaml:"metadata_url"`
+	// Pipeline: application and managed identity tokens of the
+	// pipelines (ICA_ENTRA_PIPELINE_*). All three lists empty: no
+	// Entra token is accepted on the pipeline API.
+	Pipeline struct {
+		Audiences []string `yaml:"audiences"`
+		AppIDs    []string `yaml:"app_ids"`
+		ObjectIDs []string `yaml:"object_ids"`
+		Roles     []string `yaml:"roles"`
+	} `yaml:"pipeline"`
+	// Alert: Azure Monitor's Secure Webhook (ICA_ENTRA_ALERT_*): the
+	// action groups' application, carrying the Secure Webhook role.
+	Alert struct {
+		Audiences []string `yaml:"audiences"`
+		AppIDs    []string `yaml:"app_ids"`
+		Roles     []string `yaml:"roles"`
+	} `yaml:"alert"`
+	// User: people's delegated tokens for ICA's audience (ICA_ENTRA_USER_*).
+	User struct {
+		Audiences []string `yaml:"audiences"`
+		Scopes    []string `yaml:"scopes"`
+	} `yaml:"user"`
+
+	// Replaced settings: read only to fail with their replacement's name.
+	AllowedAppIDs []string `yaml:"allowed_app_ids"`
+	AllowedOIDs   []string `yaml:"allowed_object_ids"`
+	AllowedRoles  []string `yaml:"allowed_roles"`
+}
+
+// renamedEnv maps environment variables whose meaning changed to what
+// replaces them: a renamed setting fails at start and names its
+// replacement (DESIGN "Identities").
+var renamedEnv = map[string]string{
+	"ICA_ENTRA_ALLOWED_APP_IDS": "ICA_ENTRA_PIPELINE_APP_IDS (pipelines' applications and managed identities; " +
+		"Azure Monitor's Secure Webhook has its own ICA_ENTRA_ALERT_APP_IDS)",
+	"ICA_ENTRA_ALLOWED_OBJECT_IDS": "ICA_ENTRA_PIPELINE_OBJECT_IDS (pipelines' managed identities)",
+	"ICA_ENTRA_ALLOWED_ROLES": "ICA_ENTRA_PIPELINE_ROLES (pipelines) and ICA_ENTRA_ALERT_ROLES (the Secure Webhook role, " +
+		"default ActionGroupsSecureWebhook): one Entra ID policy per surface",
 }
 
 func defaultConfig() *Config {
-	c := &Config{Addr: "127.0.0.1:8080", DataDir: "./data", LogLevel: "info", RateLimit: 50}
+	c := &Config{Addr: "127.0.0.1:8080", MetricsAddr: defaultMetricsAddr, DataDir: "./data", LogLevel: "info", RateLimit: 50}
+	c.Entra.Alert.AppIDs = []string{entraid.ActionGroupsAppID}
+	c.Entra.Alert.Roles = []string{entraid.ActionGroupsRole}
 	c.Approval.Timeout = 4 * time.Hour
 	c.Approval.ReminderBefore = time.Hour
 	c.Budget.Threshold = 0.95
@@ -190,7 +243,14 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			*dst = splitList(v)
 		}
 	}
+	for old, repl := range renamedEnv {
+		if getenv(old) != "" {
+			return fmt.Errorf("%s is no longer read: it was replaced by %s", old, repl)
+		}
+	}
 	str("ICA_ADDR", &c.Addr)
+	str("ICA_METRICS_ADDR", &c.MetricsAddr)
+	str("ICA_METRICS_TOKEN", &c.MetricsToken)
 	str("ICA_DATA_DIR", &c.DataDir)
 	str("ICA_PUBLIC_URL", &c.PublicURL)
 	str("ICA_LOG_LEVEL", &c.LogLevel)
@@ -228,10 +288,18 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("ICA_FINANCE_APPROVERS", &c.Approval.FinanceApprovers)
 	list("ICA_ADO_HOSTS", &c.ADOHosts)
 	list("ICA_COST_SCOPES", &c.Cost.Scopes)
+	list("ICA_BUDGET_SCOPES", &c.Budget.Scopes)
 	str("ICA_COST_ENDPOINT", &c.Cost.Endpoint)
-	list("ICA_ENTRA_ALLOWED_APP_IDS", &c.Entra.AllowedAppIDs)
-	list("ICA_ENTRA_ALLOWED_OBJECT_IDS", &c.Entra.AllowedOIDs)
-	list("ICA_ENTRA_ALLOWED_ROLES", &c.Entra.AllowedRoles)
+	str("ICA_ENTRA_METADATA_URL", &c.Entra.MetadataURL)
+	list("ICA_ENTRA_PIPELINE_AUDIENCES", &c.Entra.Pipeline.Audiences)
+	list("ICA_ENTRA_PIPELINE_APP_IDS", &c.Entra.Pipeline.AppIDs)
+	list("ICA_ENTRA_PIPELINE_OBJECT_IDS", &c.Entra.Pipeline.ObjectIDs)
+	list("ICA_ENTRA_PIPELINE_ROLES", &c.Entra.Pipeline.Roles)
+	list("ICA_ENTRA_ALERT_AUDIENCES", &c.Entra.Alert.Audiences)
+	list("ICA_ENTRA_ALERT_APP_IDS", &c.Entra.Alert.AppIDs)
+	list("ICA_ENTRA_ALERT_ROLES", &c.Entra.Alert.Roles)
+	list("ICA_ENTRA_USER_AUDIENCES", &c.Entra.User.Audiences)
+	list("ICA_ENTRA_USER_SCOPES", &c.Entra.User.Scopes)
 	for env, dst := range map[string]*[]Token{"ICA_PIPELINE_TOKENS": &c.PipelineTokens,
 		"ICA_BREAKGLASS_TOKENS": &c.BreakGlassTokens, "ICA_ADMIN_TOKENS": &c.AdminTokens,
 		"ICA_INCIDENT_COMMANDER_TOKENS": &c.Alerts.CommanderTokens} {
@@ -361,6 +429,15 @@ func (c *Config) validate() error {
 	if c.Mattermost.URL != "" && c.Mattermost.Token == "" {
 		return fmt.Errorf("mattermost.url is set but the bot token (ICA_MATTERMOST_TOKEN) is not")
 	}
+	if err := c.validateEntra(); err != nil {
+		return err
+	}
+	if c.MetricsAddr == "" {
+		return fmt.Errorf("metrics_addr is empty: set ICA_METRICS_ADDR to host:port, or off")
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return fmt.Errorf("ICA_METRICS_TOKEN is shorter than 16 characters")
+	}
 	if err := c.Alerts.Routing.Validate(); err != nil {
 		return fmt.Errorf("alerts.routing: %s", ica.ErrorMessage(err))
 	}
@@ -388,4 +465,67 @@ func (c *Config) target(name string) TargetPolicy {
 		p.Channel = c.Mattermost.ApprovalChannel
 	}
 	return p
+}
+
+// defaultMetricsAddr keeps /metrics on loopback unless the operator says
+// otherwise (the Helm chart: the pod's metrics port).
+const defaultMetricsAddr = "127.0.0.1:9090"
+
+// validateEntra checks the per-surface Entra ID settings: the replaced
+// allow-lists name their replacements, surface settings need a tenant, and
+// the pipeline policy may not admit the Secure Webhook's caller.
+func (c *Config) validateEntra() error {
+	e := &c.Entra
+	for key, list := range map[string][]string{"allowed_app_ids": e.AllowedAppIDs, "allowed_object_ids": e.AllowedOIDs, "allowed_roles": e.AllowedRoles} {
+		if len(list) > 0 {
+			repl := map[string]string{"allowed_app_ids": "entra.pipeline.app_ids", "allowed_object_ids": "entra.pipeline.object_ids",
+				"allowed_roles": "entra.pipeline.roles (pipelines) and entra.alert.roles (the Secure Webhook)"}[key]
+			return fmt.Errorf("entra.%s is no longer read: it was replaced by %s, one Entra ID policy per surface", key, repl)
+		}
+	}
+	if e.TenantID == "" {
+		return nil // no Entra ID: every surface refuses JWTs
+	}
+	if len(e.audiences()) == 0 {
+		return fmt.Errorf("ICA_ENTRA_TENANT_ID is set but no audience is: set ICA_ENTRA_AUDIENCES to ICA's application id and/or App ID URI")
+	}
+	for _, r := range e.Pipeline.Roles {
+		for _, ar := range e.Alert.Roles {
+			if r == ar {
+				return fmt.Errorf("ICA_ENTRA_PIPELINE_ROLES names %s, the alert intake's role: a Secure Webhook token must not start runs", r)
+			}
+		}
+	}
+	for _, id := range e.Pipeline.AppIDs {
+		for _, aid := range e.Alert.AppIDs {
+			if strings.EqualFold(id, aid) {
+				return fmt.Errorf("ICA_ENTRA_PIPELINE_APP_IDS names %s, the alert intake's caller (Azure Monitor action groups): it must not start runs", id)
+			}
+		}
+	}
+	return nil
+}
+
+// audiences is every audience any surface accepts: the validator checks
+// them before fetching keys; each surface then checks its own.
+func (e *entraConfig) audiences() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, list := range [][]string{e.Audiences, e.Pipeline.Audiences, e.Alert.Audiences, e.User.Audiences} {
+		for _, a := range list {
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// budgetScopes are the Azure scopes ICA's budget covers.
+func (c *Config) budgetScopes() []string {
+	if len(c.Budget.Scopes) > 0 {
+		return c.Budget.Scopes
+	}
+	return c.Cost.Scopes
 }

@@ -55,6 +55,9 @@ func envFunc(m map[string]string) func(string) string { return func(k string) st
 // startServe runs the real run() on port 0 and returns its base URL.
 func startServe(t *testing.T, env map[string]string) (string, func() int, *syncBuffer) {
 	t.Helper()
+	if _, ok := env["ICA_METRICS_ADDR"]; !ok {
+		env["ICA_METRICS_ADDR"] = "127.0.0.1:0" // tests never take the default port
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{addrC: make(chan string, 1)}
 	code := make(chan int, 1)
@@ -80,6 +83,19 @@ func startServe(t *testing.T, env map[string]string) (string, func() int, *syncB
 		t.Fatalf("serve did not start:\n%s", out.String())
 	}
 	return "", nil, nil
+}
+
+// metricsURL is the metrics listener's /metrics, from the serve log.
+func metricsURL(t *testing.T, logs *syncBuffer) string {
+	t.Helper()
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "metrics listening" {
+			return "http://" + l.Addr + "/metrics"
+		}
+	}
+	t.Fatalf("no metrics listener in the log:\n%s", logs.String())
+	return ""
 }
 
 func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
@@ -123,7 +139,10 @@ func TestMain_ServeEndToEnd(t *testing.T) {
 	st, body = call(t, "POST", base+"/api/v1/runs/20261127.1/finish", testToken, `{"status":"success"}`)
 	require.Equal(t, 200, st, body)
 	require.Len(t, body["audit_hash"], 64)
+	// /metrics is not on the public listener, only on ICA_METRICS_ADDR.
 	st, _ = call(t, "GET", base+"/metrics", "", "")
+	require.Equal(t, 404, st)
+	st, _ = call(t, "GET", metricsURL(t, logs), "", "")
 	require.Equal(t, 200, st)
 
 	// A second server on the same data directory fails fast.

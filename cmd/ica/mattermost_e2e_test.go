@@ -67,12 +67,15 @@ func TestMain_MattermostEndToEnd(t *testing.T) {
 	require.Eventually(t, func() bool {
 		for _, p := range mm.Posts("deployments") {
 			if fmt.Sprint(p.GetProp("ica_approval_id")) == id {
+				// A click counts only on the card ICA has recorded as its own.
+				_, a := call(t, "GET", base+"/api/v1/approvals/"+id, testToken, "")
+				c, _ := a["card"].(map[string]any)
 				card = p
-				return true
+				return c["post_id"] == p.Id
 			}
 		}
 		return false
-	}, 10*time.Second, 20*time.Millisecond, "the card is posted")
+	}, 10*time.Second, 20*time.Millisecond, "the card is posted and recorded")
 	require.Contains(t, fmt.Sprint(card.GetProps()), "month-to-date", "the card carries the budget line")
 
 	res, err := mm.Click(card.Id, "approvetechnical", "tech1")

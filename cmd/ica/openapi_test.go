@@ -42,7 +42,7 @@ func TestMain_OpenAPICoversEveryRoute(t *testing.T) {
 	env := map[string]string{"ICA_ADDR": addr, "ICA_DATA_DIR": t.TempDir(), "ICA_PUBLIC_URL": "http://" + addr,
 		"ICA_PIPELINE_TOKENS": "ado=" + testToken, "ICA_BREAKGLASS_TOKENS": "sre=breakglass-token-00000001",
 		"ICA_ADMIN_TOKENS": "backup=" + testAdminToken, "ICA_INCIDENT_COMMANDER_TOKENS": "ic=commander-token-000000001",
-		"ICA_ALERT_TOKEN": "alert-token-0000000000001", "ICA_MATTERMOST_URL": mm.URL, "ICA_MATTERMOST_TOKEN": botToken,
+		"ICA_ALERT_TOKEN": "alert-token-0000000000001", "ICA_METRICS_TOKEN": "metrics-token-00000000001", "ICA_MATTERMOST_URL": mm.URL, "ICA_MATTERMOST_TOKEN": botToken,
 		"ICA_MATTERMOST_TEAM": "eng", "ICA_LOG_LEVEL": "debug", "ICA_SLASH_TOKENS": "slash-token-000000000001",
 		"ICA_PAGERDUTY_ROUTING_KEY": "R0UTINGKEY0000000000000000000000", "ICA_PAGERDUTY_URL": pd.URL,
 		"ICA_BLOB_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" +

@@ -103,7 +103,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		OnEnqueue:          func() { disp.Notify(); sched.Notify() },
 		ObserveCommit:      func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
 		ReleaseMappedEvery: time.Second,
-		Gates:              []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
+		Gates:              []store.ApprovalGate{store.AzureBudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold, cfg.budgetScopes()), freezeGate(fz)},
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
 	})
@@ -129,19 +129,24 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if len(pipelineTokens) == 0 {
 		log.Warn("no pipeline tokens configured: the pipeline API refuses every request (set ICA_PIPELINE_TOKENS)")
 	}
-	jwt, err := entraValidator(cfg, clock)
+	// One Entra ID policy per surface (entra.go): the pipeline API, the
+	// alert intake and people never accept each other's tokens.
+	entra, err := entraWiring(cfg, clock, log)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	pipelines, err := webhooks.NewStaticTokens(pipelineTokens, jwt)
+	pipelines, err := webhooks.NewStaticTokens(pipelineTokens, entra.Pipeline)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold}
+	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
 	deps := webhooks.Deps{Ledger: st, Costs: costs, Checks: st, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
+	if entra.User != nil {
+		deps.Users = webhooks.NewUserAuth(entra.User)
+	}
 	if bg, err := hashedTokens("break-glass token", cfg.BreakGlassTokens); err != nil {
 		st.Close()
 		return err
@@ -183,13 +188,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		disp.Register(alerts.DestinationPagerDuty, pd)
 	}
 	h := webhooks.NewHandler(deps)
-	alertDeps, err := alertWiring(cfg, deps, mm, fz, st, jwt)
+	alertDeps, err := alertWiring(cfg, deps, mm, fz, st, entra.Alert)
 	if err != nil {
 		st.Close()
 		return err
 	}
 	h.RegisterAlerts(alertDeps)
-	h.Router().Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	metrics, err := metricsHandler(cfg, h, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err != nil {
+		st.Close()
+		return err
+	}
 	// --- dashboard (cmd/ica/dashboard.go) ---
 	dash := mountDashboard(h, st, costs, actionSecret, cfg.PublicURL, pipelines, clock, log)
 	// --- end dashboard ---
@@ -247,6 +256,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	metricsSrv, err := serveMetrics(cfg, metrics, log)
+	if err != nil {
+		srv.Close()
+		st.Close()
+		return err
+	}
 	sock, err := admin.listen(socketPath(cfg.DataDir))
 	if err != nil {
 		log.Warn("admin socket unavailable; ica backup/check will not reach this server", "err", err)
@@ -285,6 +300,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	if e := srv.Shutdown(shutdownCtx); e != nil {
 		log.Warn("http shutdown", "err", e)
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
 	}
 	if sock != nil {
 		sock.Shutdown(shutdownCtx)
@@ -363,14 +381,35 @@ func botConfig(cfg *Config, secret []byte) bot.Config {
 	return bc
 }
 
-// budgetSource gives the month's budget figures with the configured budget.
+// budgetSource gives the month's budget figures with the configured budget
+// and each Azure budget's latest report.
 type budgetSource struct {
 	st                 *store.Store
 	monthly, threshold float64
+	scopes             []string
 }
 
 func (b budgetSource) Budget(ctx context.Context) (*ica.Budget, error) {
-	return b.st.Budget(ctx, b.monthly, b.threshold)
+	return b.st.BudgetWithAzure(ctx, b.monthly, b.threshold, b.scopes)
+}
+
+// azureBudgets records Azure budget notifications, with the finance
+// channel's notice when Mattermost is configured.
+type azureBudgets struct {
+	st     *store.Store
+	notify bool
+	clock  ica.Clock
+}
+
+func (a azureBudgets) RecordAzureBudget(ctx context.Context, r *ica.AzureBudgetReport, raw []byte, actor string) (bool, error) {
+	if r.AsOf.IsZero() {
+		r.AsOf = a.clock.Now() // the legacy schema carries no time
+	}
+	var msgs []*ica.OutboxMessage
+	if a.notify {
+		msgs = bot.AzureBudgetNotice(r)
+	}
+	return a.st.RecordAzureBudget(ctx, r, raw, actor, msgs...)
 }
 
 func (b budgetSource) RecordCost(ctx context.Context, in *ica.CostInput, actor string) (*ica.CostEntry, bool, error) {
@@ -419,9 +458,11 @@ func (f freezeInfo) IncidentFreezes(inc *ica.Incident) []string {
 }
 
 // alertWiring builds the alert endpoints' dependencies.
-// jwt (may be nil) validates Secure Webhook tokens (entra.go).
+// jwt (may be nil) validates Secure Webhook tokens with the alert surface's
+// own policy (entra.go).
 func alertWiring(cfg *Config, deps webhooks.Deps, mm *bot.Bot, fz *freeze.Policy, st *store.Store, jwt webhooks.TokenValidator) (webhooks.AlertDeps, error) {
 	d := webhooks.AlertDeps{Ledger: st, Parse: alerts.Parse, Auth: webhooks.NewAlertAuth(cfg.Alerts.Token, jwt),
+		ParseBudget: alerts.ParseBudget, Budgets: azureBudgets{st: st, notify: mm != nil, clock: deps.Clock},
 		FreezeTargets: func(inc *ica.Incident) []string {
 			if !fz.Severe(inc) {
 				return nil
@@ -473,4 +514,50 @@ func newCostSyncer(cfg *Config, st *store.Store, clock ica.Clock, log *slog.Logg
 		return nil, fmt.Errorf("cost sync: %w", err)
 	}
 	return cost.NewSyncer(client, costSink{st}, cc, clock, log)
+}
+
+// metricsHandler returns /metrics as the metrics listener serves it: with
+// ICA_METRICS_TOKEN, behind that bearer token, and then also on the main
+// listener; without, on the metrics listener only (loopback by default),
+// never on the public one.
+func metricsHandler(cfg *Config, h *webhooks.Handler, prom http.Handler) (http.Handler, error) {
+	if cfg.MetricsToken == "" {
+		return prom, nil
+	}
+	auth, err := webhooks.NewStaticTokens(map[string]string{"metrics": webhooks.HashToken(cfg.MetricsToken)}, nil)
+	if err != nil {
+		return nil, err
+	}
+	serve := func(w http.ResponseWriter, r *http.Request) error { prom.ServeHTTP(w, r); return nil }
+	h.Router().Handle("/metrics", h.Route(auth, serve)).Methods(http.MethodGet)
+	return h.Route(auth, serve), nil
+}
+
+// serveMetrics starts the metrics listener (ICA_METRICS_ADDR), which serves
+// GET /metrics and nothing else. An address the operator chose must be
+// free; the default (loopback) is best effort, so two ICAs on one machine
+// still start.
+func serveMetrics(cfg *Config, metrics http.Handler, log *slog.Logger) (*http.Server, error) {
+	if strings.EqualFold(cfg.MetricsAddr, "off") {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		if cfg.MetricsAddr == defaultMetricsAddr {
+			log.Warn("metrics listener unavailable; /metrics is not served (set ICA_METRICS_ADDR)", "addr", cfg.MetricsAddr, "err", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("metrics listener (ICA_METRICS_ADDR) on %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String(), "token", cfg.MetricsToken != "")
+	return srv, nil
 }

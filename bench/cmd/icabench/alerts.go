@@ -287,7 +287,7 @@ func alrRun(ctx context.Context, c alertsConfig, bin, dataDir string, dur, grace
 }
 
 func alrFinish(ctx context.Context, r *alrRep, srv *bench.Server, client *http.Client, bin, dataDir string) error {
-	if m, _, err := scrapeMetrics(ctx, client, srv.URL()); err == nil {
+	if m, _, err := scrapeMetrics(ctx, client, srv.MetricsURL()); err == nil {
 		r.outboxLeft = m["ica_outbox_depth"]
 	}
 	if v, err := srv.PeakRSS(); err == nil && v > r.peakRSS {

@@ -597,7 +597,7 @@ func clicksRep(ctx context.Context, c clicksConfig, bin, dataDir string, n, clic
 		return nil, err
 	}
 	r.badFinal = int(bad.Load())
-	if m, lines, err := scrapeMetrics(ctx, client, base); err == nil {
+	if m, lines, err := scrapeMetrics(ctx, client, srv.MetricsURL()); err == nil {
 		r.outboxLeft = m["ica_outbox_depth"]
 		for _, l := range lines {
 			if strings.HasPrefix(l, "ica_outbox_deliveries_total{") && strings.Contains(l, `destination="mattermost"`) && strings.Contains(l, `outcome="delivered"`) {

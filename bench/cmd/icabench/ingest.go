@@ -343,7 +343,7 @@ func ingestICA(ctx context.Context, c ingestConfig, bin, dataDir string, rep int
 	if v, ok := firstErr.Load().(string); ok {
 		r.firstErr = v
 	}
-	if m, lines, err := scrapeMetrics(ctx, client, base); err == nil {
+	if m, lines, err := scrapeMetrics(ctx, client, srv.MetricsURL()); err == nil {
 		r.commits = m["ica_ledger_commit_seconds_count"]
 		r.commitSeconds = m["ica_ledger_commit_seconds_sum"]
 		r.ledgerEntries = m["ica_ledger_entries"]
