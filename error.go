@@ -17,7 +17,10 @@ const (
 	EPOLICY       = "policy_refused" // 422: refused by a policy gate (budget, freeze)
 	ERATELIMIT    = "rate_limited"   // 429
 	EUNAVAILABLE  = "unavailable"    // 503: transient; retrying may help
-	EINTERNAL     = "internal"       // 500: a bug; details are logged, not shown
+	// ENOTCONFIGURED is 503 too, but permanent until an operator sets what
+	// the message names: no Retry-After, and clients do not retry it.
+	ENOTCONFIGURED = "not_configured"
+	EINTERNAL      = "internal" // 500: a bug; details are logged, not shown
 )
 
 // Error is ICA's one error type. Message is safe to show to the caller;
@@ -58,6 +61,12 @@ func FieldErrorf(code, field, format string, args ...any) *Error {
 // Unavailable wraps a transient failure (disk, peer) whose detail must not be shown.
 func Unavailable(msg string, cause error) *Error {
 	return &Error{Code: EUNAVAILABLE, Message: msg, Cause: cause}
+}
+
+// NotConfigured is the error of a documented feature this server has not
+// been configured for; setting names what would enable it (a variable).
+func NotConfigured(feature, setting string) *Error {
+	return &Error{Code: ENOTCONFIGURED, Message: feature + " is not configured on this server: set " + setting}
 }
 
 // ErrorCode returns the code of err, EINTERNAL for foreign errors and "" for nil.

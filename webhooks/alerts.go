@@ -74,7 +74,7 @@ func (h *Handler) RegisterAlerts(d AlertDeps) {
 	r := h.router
 	auth := d.Auth
 	if auth == nil {
-		auth = refuseAll{msg: "the Azure Monitor intake is not configured: set ICA_ALERT_TOKEN or Entra ID"}
+		auth = refuseAll{msg: "the Azure Monitor intake is not configured on this server: set ICA_ALERT_TOKEN (or ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES)"}
 	}
 	intake := h.limitBody(d.MaxBody, h.authenticateNoLimit(auth, a.errors(a.handleAlert)))
 	r.Handle("/api/v1/alerts/azure-monitor", intake).Methods(http.MethodPost)
@@ -83,9 +83,13 @@ func (h *Handler) RegisterAlerts(d AlertDeps) {
 	r.Handle("/api/v1/incidents/{incident_id}", h.Route(d.Readers, a.handleGet)).Methods(http.MethodGet)
 	if d.Commanders != nil {
 		r.Handle("/api/v1/incidents/{incident_id}/freeze-override", h.Route(d.Commanders, a.handleOverride)).Methods(http.MethodPost)
+	} else {
+		r.Handle("/api/v1/incidents/{incident_id}/freeze-override", h.NotConfigured("the freeze override", "ICA_INCIDENT_COMMANDER_TOKENS or ICA_BREAKGLASS_TOKENS")).Methods(http.MethodPost)
 	}
 	if d.CardLink != nil {
 		r.Handle("/incidents/{incident_id}/card", h.Route(nil, a.handleCard)).Methods(http.MethodGet)
+	} else {
+		r.Handle("/incidents/{incident_id}/card", h.NotConfigured("the incident card link", "ICA_MATTERMOST_URL")).Methods(http.MethodGet)
 	}
 }
 
@@ -385,5 +389,5 @@ func (as AnyOf) Authenticate(r *http.Request) (*Principal, error) {
 type refuseAll struct{ msg string }
 
 func (r refuseAll) Authenticate(*http.Request) (*Principal, error) {
-	return nil, ica.Errorf(ica.EFORBIDDEN, "%s", r.msg)
+	return nil, &ica.Error{Code: ica.ENOTCONFIGURED, Message: r.msg}
 }

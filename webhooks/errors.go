@@ -14,7 +14,7 @@ import (
 )
 
 // StatusOf maps an error code to its HTTP status. It is the one place that
-// does so (DESIGN.md "HTTP contracts").
+// does so (docs/design.md "Errors").
 func StatusOf(code string) int {
 	switch code {
 	case ica.EINVALID:
@@ -33,7 +33,7 @@ func StatusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case ica.ERATELIMIT:
 		return http.StatusTooManyRequests
-	case ica.EUNAVAILABLE:
+	case ica.EUNAVAILABLE, ica.ENOTCONFIGURED:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
