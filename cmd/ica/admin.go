@@ -234,6 +234,9 @@ func cmdCheck(ctx context.Context, args []string, getenv func(string) string, st
 
 // cmdToken prints the SHA-256 of a token (argument or standard input).
 func cmdToken(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 3 && args[0] == "hash" && args[1] == "--" {
+		args = []string{"hash", args[2]} // ica token hash -- -token-that-starts-with-a-dash
+	}
 	if len(args) == 0 || args[0] != "hash" || len(args) > 2 {
 		return usageErrorf("ica token hash [TOKEN]   (reads the token from standard input when not given)")
 	}
