@@ -74,7 +74,7 @@ func (h *Handler) RegisterAlerts(d AlertDeps) {
 	r := h.router
 	auth := d.Auth
 	if auth == nil {
-		auth = refuseAll{msg: "the Azure Monitor intake is not configured on this server: set ICA_ALERT_TOKEN (or ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES)"}
+		auth = NewAlertAuth("", nil) // refuses: not configured
 	}
 	intake := h.limitBody(d.MaxBody, h.authenticateNoLimit(auth, a.errors(a.handleAlert)))
 	r.Handle("/api/v1/alerts/azure-monitor", intake).Methods(http.MethodPost)
@@ -323,7 +323,7 @@ func NewAlertAuth(token string, jwt TokenValidator) *AlertAuth {
 // Authenticate implements Authenticator.
 func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 	if a.hash == nil && a.jwt == nil {
-		return nil, ica.Errorf(ica.EFORBIDDEN, "the Azure Monitor intake is not configured: set ICA_ALERT_TOKEN or Entra ID")
+		return nil, ica.NotConfigured("the Azure Monitor intake", "ICA_ALERT_TOKEN (or ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES)")
 	}
 	var bearer string
 	if h := r.Header.Get("Authorization"); h != "" {
@@ -384,10 +384,4 @@ func (as AnyOf) Authenticate(r *http.Request) (*Principal, error) {
 		first = ica.Errorf(ica.EUNAUTHORIZED, "no credential is configured for this endpoint")
 	}
 	return nil, first
-}
-
-type refuseAll struct{ msg string }
-
-func (r refuseAll) Authenticate(*http.Request) (*Principal, error) {
-	return nil, &ica.Error{Code: ica.ENOTCONFIGURED, Message: r.msg}
 }
