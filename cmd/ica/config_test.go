@@ -45,7 +45,7 @@ func TestConfig_ValidateListsEveryProblem(t *testing.T) {
 	// together, and the Mattermost URL also lacks its token and public URL.
 	require.Len(t, problems, len(bad)-1+2, "every problem is listed:\n%s", out)
 	require.NotContains(t, out, "justasecret", "problems never repeat a secret")
-	require.NotContains(t, out, "short", "problems never repeat a secret")
+	require.NotContains(t, out, "tiny-secret", "problems never repeat a secret")
 
 	// The same configuration refuses to serve, naming the variables, and
 	// creates nothing.
