@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Approval statuses (DESIGN.md "Approval state machine").
+// Approval statuses (docs/design.md "Approval state machine").
 const (
 	ApprovalPending   = "pending"
 	ApprovalTechnical = "technical_approved"
