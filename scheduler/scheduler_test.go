@@ -113,7 +113,9 @@ func TestScheduler_Notify_WakesForANewDeadline(t *testing.T) {
 	a, _, err := st.RequestApproval(ctx, &ica.ApprovalRequest{RunID: "r1", DeploymentTarget: "staging", EstimatedCost: &cost}, "ado")
 	require.NoError(t, err)
 	s.Notify()
-	require.Eventually(t, func() bool { return clock.Waiters() > 0 }, 5*time.Second, time.Millisecond)
+	// Asleep again, now until the new deadline (the nap it was woken from
+	// stays registered with the fake clock).
+	require.Eventually(t, func() bool { return clock.Waiters() >= 2 }, 5*time.Second, time.Millisecond)
 	clock.Set(a.ExpiresAt)
 	require.Eventually(t, func() bool {
 		got, _ := st.Approval(ctx, a.ID)

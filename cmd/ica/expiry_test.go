@@ -28,7 +28,11 @@ func TestMain_ExpiryWithoutMattermost(t *testing.T) {
 	require.Eventually(t, func() bool { return clock.Waiters() >= 2 }, 5*time.Second, time.Millisecond,
 		"the background loops (scheduler, housekeeping) sleep on the fake clock")
 
+	// request asks for an approval and returns once the scheduler sleeps
+	// until its deadline, so the test never moves the clock while the
+	// scheduler is between reading it and going to sleep.
 	request := func(run string) (string, time.Time) {
+		asleep := clock.Waiters()
 		st, body := call(t, "POST", base+"/api/v1/runs", testToken, fmt.Sprintf(
 			`{"pipeline_name":"payments","run_id":%q,"branch":"main","commit":"0123456789abcdef0123456789abcdef01234567","triggered_by":"alice"}`, run))
 		require.Equal(t, 201, st, body)
@@ -37,6 +41,8 @@ func TestMain_ExpiryWithoutMattermost(t *testing.T) {
 		exp, err := time.Parse(time.RFC3339Nano, body["expires_at"].(string))
 		require.NoError(t, err)
 		require.Equal(t, clock.Now().Add(5*time.Second), exp)
+		require.Eventually(t, func() bool { return clock.Waiters() > asleep }, 5*time.Second, time.Millisecond,
+			"the scheduler, woken by the new approval, sleeps until its deadline")
 		return body["approval_id"].(string), exp
 	}
 
