@@ -1,5 +1,5 @@
-# ICA developer targets. `make bench` runs the load scenarios of DESIGN.md
-# "Targets" against the real server; later scenarios are appended to it.
+# ICA developer targets. `make bench` runs the load scenarios of
+# docs/design.md "Performance targets" against the real server.
 
 GO ?= go
 BENCH_FLAGS ?=
@@ -20,13 +20,21 @@ TEST_DATES ?= 2027-03-01T00:00:00Z 2027-02-28T12:00:00Z 2026-12-31T23:59:30Z 202
 # them a second time on PostgreSQL (ICA_TEST_POSTGRES, a superuser DSN).
 STORE_PKGS ?= ./store/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
 
+# The source revision `ica version` prints. Builds here use -buildvcs=false,
+# which leaves no VCS data in the binary, so the revision is passed in.
+REVISION ?= $(shell r=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || r=$$r-modified; echo $$r; })
+TEST_FLAGS ?= -race -count=1 -timeout 25m
+
 .PHONY: run test test-pg test-dates bench lint build tidy-check
 
 run:
 	$(GO) run ./cmd/ica serve
 
+# go test through internal/cmd/testsummary: package lines, the output of
+# every failed test, then the list of skipped tests and why; go test's exit
+# status is kept.
 test:
-	$(GO) test -race -count=1 -timeout 25m ./...
+	$(GO) run ./internal/cmd/testsummary $(TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory test-pg
 
 # The store-using packages again, every ledger on PostgreSQL.
@@ -36,11 +44,11 @@ test-pg:
 	  if [ "$$CI" = "true" ]; then exit 1; fi; \
 	else \
 	  echo "--- the store-using packages on PostgreSQL"; \
-	  ICA_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 20m $(STORE_PKGS); \
+	  ICA_TEST_STORE=postgres $(GO) run ./internal/cmd/testsummary $(TEST_FLAGS) $(STORE_PKGS); \
 	fi
 
 build:
-	$(GO) build -o bin/ica ./cmd/ica
+	$(GO) build -ldflags "-X main.revision=$(REVISION)" -o bin/ica ./cmd/ica
 	$(GO) build -o bin/icabench ./bench/cmd/icabench
 
 # The scenario builds its own ica binary from this tree into a temporary

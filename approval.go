@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Approval statuses (DESIGN.md "Approval state machine").
+// Approval statuses (docs/design.md "Approval state machine").
 const (
 	ApprovalPending   = "pending"
 	ApprovalTechnical = "technical_approved"
@@ -83,10 +83,27 @@ type Approval struct {
 	Rejection       *Decision  `json:"rejection,omitempty"`
 	Bypass          *Decision  `json:"bypass,omitempty"`
 	ExpiredAt       *time.Time `json:"expired_at,omitempty"`
-	Card            CardRef    `json:"card,omitempty"`
+	Card            CardRef    `json:"card,omitzero"` // omitted until a card is posted
 	ReminderSent    bool       `json:"reminder_sent,omitempty"`
 	// Version counts applied transitions; it lets callers detect stale views.
 	Version int `json:"version"`
+}
+
+// ApprovalFilter selects approvals for GET /api/v1/approvals. Results are
+// newest first.
+type ApprovalFilter struct {
+	Status string // one of the approval statuses, or "" for all
+	Target string // staging, production, or "" for both
+	Limit  int
+	Cursor string // opaque, from the previous page
+}
+
+// ApprovalPage is one page of approvals; NextCursor is empty on the last
+// page. A page may hold fewer than Limit approvals while NextCursor is set:
+// one request examines a bounded number of approvals.
+type ApprovalPage struct {
+	Approvals  []*Approval `json:"approvals"`
+	NextCursor string      `json:"next_cursor,omitempty"`
 }
 
 // Final reports whether no further transition is possible.
@@ -275,11 +292,4 @@ func (a *Approval) decidedBy() string {
 		return ""
 	}
 	return " by " + d.Username
-}
-
-// ApprovalFilter selects approvals for listings.
-type ApprovalFilter struct {
-	RunID  string
-	Status string
-	Limit  int
 }

@@ -61,6 +61,12 @@ func Unavailable(msg string, cause error) *Error {
 	return &Error{Code: EUNAVAILABLE, Message: msg, Cause: cause}
 }
 
+// NotConfigured is the error of a documented feature this server has not
+// been configured for; setting names what would enable it (a variable).
+func NotConfigured(feature, setting string) *Error {
+	return &Error{Code: ENOTCONFIGURED, Message: feature + " is not configured on this server: set " + setting}
+}
+
 // ErrorCode returns the code of err, EINTERNAL for foreign errors and "" for nil.
 func ErrorCode(err error) string {
 	var e *Error

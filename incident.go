@@ -122,7 +122,7 @@ func (a *Alert) Resolved() bool { return a.MonitorCondition == AlertResolved }
 
 // DeliveryKey identifies one state of one alert: Azure Monitor retries a
 // webhook and fires the same state more than once, and repeats with the same
-// key are duplicates (DESIGN.md "Talking to the outside").
+// key are duplicates (docs/design.md "Talking to the outside").
 func (a *Alert) DeliveryKey() string { return a.AlertID + "|" + a.MonitorCondition }
 
 // Validate checks the fields every consumer relies on.

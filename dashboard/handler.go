@@ -93,7 +93,7 @@ func (h *Handler) Issue(ctx context.Context, userID, username string) (string, e
 		return "", ica.Errorf(ica.EINVALID, "a dashboard link needs a Mattermost user")
 	}
 	if h.base == "" {
-		return "", ica.Errorf(ica.EUNAVAILABLE, "the dashboard needs ICA_PUBLIC_URL: ask an administrator to set it")
+		return "", ica.Errorf(ica.ENOTCONFIGURED, "the dashboard needs ICA_PUBLIC_URL: ask an administrator to set it")
 	}
 	token, hash, err := newLinkToken()
 	if err != nil {
@@ -192,7 +192,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case ica.EFORBIDDEN:
 		return http.StatusForbidden
-	case ica.EUNAVAILABLE:
+	case ica.EUNAVAILABLE, ica.ENOTCONFIGURED:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -319,8 +319,7 @@ func (h *Handler) HandleStatic(w http.ResponseWriter, r *http.Request) error {
 	name := path.Base(r.URL.Path)
 	b, err := fs.ReadFile(h.static, name)
 	if err != nil {
-		http.NotFound(w, r)
-		return nil
+		return ica.Errorf(ica.ENOTFOUND, "no dashboard asset %q", name)
 	}
 	switch path.Ext(name) {
 	case ".css":

@@ -250,7 +250,7 @@ func TestHandleLinkUse_SecureCookieOnHTTPS(t *testing.T) {
 
 	noURL := dashboard.New(dashboard.Deps{Source: storeSource{Store: st}, Sessions: st, Secret: []byte("k"), Clock: clock})
 	_, err = noURL.Issue(context.Background(), "u1", "tech1")
-	require.Equal(t, ica.EUNAVAILABLE, ica.ErrorCode(err))
+	require.Equal(t, ica.ENOTCONFIGURED, ica.ErrorCode(err))
 }
 
 func TestVerifySession(t *testing.T) {

@@ -132,7 +132,7 @@ func BenchmarkVerifyCSV(b *testing.B) {
 }
 
 // TestCSV_Million exports 1,000,000 entries and checks the time and memory
-// target (DESIGN.md: < 15 s, < 150 MB). Set ICA_EXPORT_1M=1 to run it.
+// target (docs/design.md "Performance targets": < 15 s, < 150 MB). Set ICA_EXPORT_1M=1 to run it.
 func TestCSV_Million(t *testing.T) {
 	if os.Getenv("ICA_EXPORT_1M") == "" {
 		t.Skip("set ICA_EXPORT_1M=1 to run the 1,000,000-entry export")

@@ -162,7 +162,11 @@ func (e *APIError) Unwrap() error {
 }
 
 // Transient reports whether retrying the same request later may succeed.
-func (e *APIError) Transient() bool { return retryableStatus(e.Status) }
+// A feature the server is not configured for (503 not_configured) stays
+// missing until an operator acts, so it is not retried.
+func (e *APIError) Transient() bool {
+	return retryableStatus(e.Status) && e.Code != ica.ENOTCONFIGURED
+}
 
 func retryableStatus(s int) bool {
 	switch s {

@@ -21,7 +21,7 @@
 //	ica approval wait
 //	ica run finish
 //
-// ICA_URL and ICA_TOKEN (a contract, see DESIGN.md) say where ICA is and which
+// ICA_URL and ICA_TOKEN (a contract, see docs/design.md) say where ICA is and which
 // bearer token to send. Without ICA_TOKEN, ICA_AUDIENCE names the Entra ID
 // application ICA accepts tokens for; the token then comes from
 // azidentity.DefaultAzureCredential (Managed Identity on an Azure agent,

@@ -11,7 +11,7 @@ import (
 )
 
 // Environment variables the commands read. The ICA_ names are ICA's own
-// (ICA_URL and ICA_TOKEN are a contract, DESIGN.md); the others are Azure
+// (ICA_URL and ICA_TOKEN are a contract, docs/design.md); the others are Azure
 // Pipelines predefined variables in their environment form
 // (Build.BuildId → BUILD_BUILDID).
 const (

@@ -18,7 +18,7 @@ import (
 
 const testToken = "s3cret-pipeline-token"
 
-// fakeICA is an in-memory ICA pipeline API that speaks DESIGN.md's
+// fakeICA is an in-memory ICA pipeline API that speaks docs/design.md's
 // contract, dedupes starts and event_ids like the real server, and fails on
 // demand.
 type fakeICA struct {

@@ -17,6 +17,9 @@ const (
 	// without its own timeout keeps polling, so it sees the server's
 	// "expired" rather than timing out a moment before it.
 	DefaultExpiryGrace = 2 * time.Minute
+	// ExpiryPollDelay is how long after an approval's expires_at a wait
+	// polls, so it reports the expiry promptly whatever its interval.
+	ExpiryPollDelay = time.Second
 )
 
 // ErrWaitTimeout is wrapped by the error WaitApproval returns when its own
@@ -164,6 +167,13 @@ func (c *Client) WaitApproval(ctx context.Context, id string, opts WaitOptions) 
 				id, status, now.Sub(start).Round(time.Second), ErrWaitTimeout)
 		}
 		next := c.jitterInterval(interval, opts)
+		if err == nil && !a.ExpiresAt.IsZero() {
+			// The server expires the approval at expires_at: poll just
+			// after it rather than up to a whole interval later.
+			if untilExpiry := a.ExpiresAt.Sub(now) + ExpiryPollDelay; untilExpiry > 0 && untilExpiry < next {
+				next = untilExpiry
+			}
+		}
 		if !deadline.IsZero() {
 			next = min(next, deadline.Sub(now))
 		}

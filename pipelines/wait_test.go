@@ -104,6 +104,31 @@ func TestClient_WaitApproval_Expired(t *testing.T) {
 	require.Equal(t, "Approval A-12 expired at 2025-03-14T09:01:00Z after the technical approval by tech1, without a business approval", err.Error())
 }
 
+// TestClient_WaitApproval_PollsJustAfterExpiry: however long the interval
+// has grown, the wait looks again just after expires_at, so an expiry is
+// reported within ExpiryPollDelay, not up to a minute later.
+func TestClient_WaitApproval_PollsJustAfterExpiry(t *testing.T) {
+	clock := ica.NewFakeClock(t0)
+	f := newFakeICA(t, clock)
+	ap := pendingApproval(t0)
+	ap.ExpiresAt = t0.Add(100 * time.Second)
+	f.addApproval(ap)
+	f.onGetApproval = func(a *ica.Approval, n int) {
+		if !clock.Now().Before(a.ExpiresAt) && !a.Final() {
+			decide(t, a, ica.ActExpire, "", "", clock.Now())
+		}
+	}
+	c := newTestClient(t, f, clock)
+	var err error
+	async(clock, time.Second, func() { _, err = c.WaitApproval(context.Background(), "A-12", pipelines.WaitOptions{}) })
+	var de *pipelines.DecisionError
+	require.ErrorAs(t, err, &de)
+	times := f.callTimes("GET", "/api/v1/approvals/A-12")
+	// 0, 5, 15, 35, 75 s; the next interval (60 s) would be 135 s: 101 s instead.
+	require.Equal(t, t0.Add(100*time.Second+pipelines.ExpiryPollDelay), times[len(times)-1])
+	require.Len(t, times, 6)
+}
+
 func TestClient_WaitApproval_Timeout(t *testing.T) {
 	clock := ica.NewFakeClock(t0)
 	f := newFakeICA(t, clock)

@@ -94,14 +94,19 @@ func (s *Scheduler) Stop() {
 // Tick expires what is due, sends due reminders, and returns when the next
 // thing is due (zero: nothing pending).
 func (s *Scheduler) Tick(ctx context.Context) time.Time {
-	if exp, err := s.store.ExpireDue(ctx); err != nil {
-		s.log.Error("expire approvals", "err", err)
-	} else {
-		for _, a := range exp {
-			s.log.Info("approval expired", "approval_id", a.ID, "run_id", a.RunID, "target", a.Target)
-		}
-	}
+	// Expiring is a write (a commit and an fsync); reading the next
+	// deadline is not. Write only when something is due.
 	next, err := s.store.NextDeadline(ctx)
+	if err != nil || (!next.IsZero() && !next.After(s.clock.Now())) {
+		if exp, err := s.store.ExpireDue(ctx); err != nil {
+			s.log.Error("expire approvals", "err", err)
+		} else {
+			for _, a := range exp {
+				s.log.Info("approval expired", "approval_id", a.ID, "run_id", a.RunID, "target", a.Target)
+			}
+		}
+		next, err = s.store.NextDeadline(ctx)
+	}
 	if err != nil {
 		s.log.Error("next deadline", "err", err)
 	}

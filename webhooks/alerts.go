@@ -88,7 +88,7 @@ func (h *Handler) RegisterAlerts(d AlertDeps) {
 	r := h.router
 	auth := d.Auth
 	if auth == nil {
-		auth = refuseAll{msg: "the Azure Monitor intake is not configured: set ICA_ALERT_TOKEN or Entra ID"}
+		auth = NewAlertAuth("", nil) // refuses: not configured
 	}
 	intake := h.limitBody(d.MaxBody, h.authenticateNoLimit(auth, a.errors(a.handleAlert)))
 	r.Handle("/api/v1/alerts/azure-monitor", intake).Methods(http.MethodPost)
@@ -97,9 +97,13 @@ func (h *Handler) RegisterAlerts(d AlertDeps) {
 	r.Handle("/api/v1/incidents/{incident_id}", h.Route(d.Readers, a.handleGet)).Methods(http.MethodGet)
 	if d.Commanders != nil {
 		r.Handle("/api/v1/incidents/{incident_id}/freeze-override", h.Route(d.Commanders, a.handleOverride)).Methods(http.MethodPost)
+	} else {
+		r.Handle("/api/v1/incidents/{incident_id}/freeze-override", h.NotConfigured("the freeze override", "ICA_INCIDENT_COMMANDER_TOKENS or ICA_BREAKGLASS_TOKENS")).Methods(http.MethodPost)
 	}
 	if d.CardLink != nil {
 		r.Handle("/incidents/{incident_id}/card", h.Route(nil, a.handleCard)).Methods(http.MethodGet)
+	} else {
+		r.Handle("/incidents/{incident_id}/card", h.NotConfigured("the incident card link", "ICA_MATTERMOST_URL")).Methods(http.MethodGet)
 	}
 }
 
@@ -399,7 +403,7 @@ func NewAlertAuth(token string, jwt TokenValidator) *AlertAuth {
 // Authenticate implements Authenticator.
 func (a *AlertAuth) Authenticate(r *http.Request) (*Principal, error) {
 	if a.hash == nil && a.jwt == nil {
-		return nil, ica.Errorf(ica.EFORBIDDEN, "the Azure Monitor intake is not configured: set ICA_ALERT_TOKEN or Entra ID")
+		return nil, ica.NotConfigured("the Azure Monitor intake", "ICA_ALERT_TOKEN (or ICA_ENTRA_TENANT_ID and ICA_ENTRA_AUDIENCES)")
 	}
 	var bearer string
 	if h := r.Header.Get("Authorization"); h != "" {
@@ -464,10 +468,4 @@ func (as AnyOf) Authenticate(r *http.Request) (*Principal, error) {
 		first = ica.Errorf(ica.EUNAUTHORIZED, "no credential is configured for this endpoint")
 	}
 	return nil, first
-}
-
-type refuseAll struct{ msg string }
-
-func (r refuseAll) Authenticate(*http.Request) (*Principal, error) {
-	return nil, ica.Errorf(ica.EFORBIDDEN, "%s", r.msg)
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // StatusOf maps an error code to its HTTP status. It is the one place that
-// does so (DESIGN.md "HTTP contracts").
+// does so (docs/design.md "Errors").
 func StatusOf(code string) int {
 	switch code {
 	case ica.EINVALID:

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type Ledger interface {
 	RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error)
 	Approval(ctx context.Context, id string) (*ica.Approval, error)
 	LatestApproval(ctx context.Context, runID string) (*ica.Approval, error)
+	Approvals(ctx context.Context, f ica.ApprovalFilter) (*ica.ApprovalPage, error)
 	Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error)
 	Ping() error
 }
@@ -66,6 +68,7 @@ type Handler struct {
 	limiter *RateLimiter
 	metrics *Metrics
 	router  *mux.Router
+	root    http.Handler // router wrapped in observe
 }
 
 // NewHandler assembles the router.
@@ -83,17 +86,47 @@ func NewHandler(d Deps) *Handler {
 	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, h.log, ica.Errorf(ica.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	h.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
-	})
-	h.router.Use(h.observe)
+	h.router.MethodNotAllowedHandler = http.HandlerFunc(h.methodNotAllowed)
+	h.router.Use(h.matched)
 	h.Register(h.router)
+	// The access log, request id and recovery wrap the router itself, so
+	// unknown paths and wrong methods get them too (a router's middleware
+	// runs only for matched routes).
+	h.root = h.observe(h.router)
 	return h
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.ServeHTTP(w, r) }
+
+// methodNotAllowed answers a known path with a method it does not serve:
+// 405 with the JSON error and the Allow header listing what it does serve.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	seen := map[string]bool{}
+	_ = h.router.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		methods, err := rt.GetMethods()
+		if err != nil {
+			return nil
+		}
+		for _, m := range methods {
+			if seen[m] {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if rt.Match(probe, &mux.RouteMatch{}) {
+				seen[m] = true
+				allow = append(allow, m)
+			}
+		}
+		return nil
+	})
+	sort.Strings(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{Code: "method_not_allowed",
+		Message: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allow, ", "), RequestID: RequestID(r.Context())}})
+}
 
 // Router returns the router so other packages can register their routes
 // (Mattermost callbacks, alerts, dashboard) behind the same middleware.
@@ -125,15 +158,23 @@ func (h *Handler) Register(r *mux.Router) {
 	r.Handle("/api/v1/runs/{run_id}/approvals/latest", h.Route(p, h.handleLatestApproval)).Methods(http.MethodGet)
 	r.Handle("/api/v1/approvals", h.Route(p, h.handleRequestApproval)).Methods(http.MethodPost)
 	r.Handle("/api/v1/approvals/{approval_id}", h.Route(p, h.handleGetApproval)).Methods(http.MethodGet)
+	r.Handle("/api/v1/approvals", h.Route(p, h.handleListApprovals)).Methods(http.MethodGet)
 	if h.Costs != nil {
 		r.Handle("/api/v1/costs", h.Route(p, h.handleRecordCost)).Methods(http.MethodPost)
 		r.Handle("/api/v1/budget", h.Route(p, h.handleBudget)).Methods(http.MethodGet)
+	} else {
+		r.Handle("/api/v1/costs", h.NotConfigured("the cost API", "a cost ledger")).Methods(http.MethodPost)
+		r.Handle("/api/v1/budget", h.NotConfigured("the budget API", "a cost ledger")).Methods(http.MethodGet)
 	}
 	if h.Checks != nil {
 		r.Handle("/api/v1/ado/checks", h.Route(p, h.handleCheck)).Methods(http.MethodPost)
+	} else {
+		r.Handle("/api/v1/ado/checks", h.NotConfigured("the Azure Pipelines check", "a check ledger")).Methods(http.MethodPost)
 	}
 	if h.BreakGlass != nil {
 		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.Route(h.BreakGlass, h.handleBypass)).Methods(http.MethodPost)
+	} else {
+		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.NotConfigured("the break-glass bypass", "ICA_BREAKGLASS_TOKENS")).Methods(http.MethodPost)
 	}
 	r.Handle("/api/v1/me", h.Route(h.users(), h.handleMe)).Methods(http.MethodGet)
 	r.Handle("/healthz", h.Route(nil, h.handleHealth)).Methods(http.MethodGet)
@@ -309,6 +350,43 @@ func (h *Handler) handleRequestApproval(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	writeJSON(w, createdStatus(created), a)
+	return nil
+}
+
+// handleListApprovals handles "GET /api/v1/approvals": newest first,
+// filtered by status and target, paged with next_cursor.
+func (h *Handler) handleListApprovals(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for name := range q {
+		switch name {
+		case "status", "target", "limit", "cursor":
+		default:
+			return ica.FieldErrorf(ica.EINVALID, name, "unknown query parameter %q (status, target, limit, cursor)", name)
+		}
+	}
+	f := ica.ApprovalFilter{Status: q.Get("status"), Target: q.Get("target"), Cursor: q.Get("cursor")}
+	switch f.Status {
+	case "", ica.ApprovalPending, ica.ApprovalTechnical, ica.ApprovalApproved, ica.ApprovalRejected, ica.ApprovalExpired, ica.ApprovalBypassed:
+	default:
+		return ica.FieldErrorf(ica.EINVALID, "status", "status must be one of pending, technical_approved, approved, rejected, expired, bypassed")
+	}
+	switch f.Target {
+	case "", ica.TargetStaging, ica.TargetProduction:
+	default:
+		return ica.FieldErrorf(ica.EINVALID, "target", "target must be staging or production")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return ica.FieldErrorf(ica.EINVALID, "limit", "limit must be a whole number from 1 to 500")
+		}
+		f.Limit = n
+	}
+	page, err := h.Ledger.Approvals(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
 	return nil
 }
 

@@ -27,8 +27,9 @@ const (
 	keyInfo
 )
 
-// reqInfo lets inner middleware tell the access log who the caller was.
-type reqInfo struct{ actor string }
+// reqInfo lets inner middleware tell the access log who the caller was and
+// which route matched.
+type reqInfo struct{ actor, route string }
 
 // RequestID returns the request id of a request context.
 func RequestID(ctx context.Context) string {
@@ -105,7 +106,7 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 			rid = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", rid)
-		info := &reqInfo{}
+		info := &reqInfo{route: "unmatched"}
 		ctx := context.WithValue(r.Context(), keyRequestID, rid)
 		r = r.WithContext(context.WithValue(ctx, keyInfo, info))
 		sw := &statusWriter{ResponseWriter: w}
@@ -116,12 +117,7 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 					WriteError(sw, r, h.log, ica.Errorf(ica.EINTERNAL, "internal error"))
 				}
 			}
-			route := "unmatched"
-			if cr := mux.CurrentRoute(r); cr != nil {
-				if t, err := cr.GetPathTemplate(); err == nil {
-					route = t
-				}
-			}
+			route := info.route
 			d := time.Since(start)
 			if h.metrics != nil {
 				h.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
@@ -138,6 +134,21 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 				"status", sw.status, "duration_ms", float64(d.Microseconds())/1000, "actor", actor)
 		}()
 		next.ServeHTTP(sw, r)
+	})
+}
+
+// matched records the matched route's path template for the access log and
+// the metrics (the router runs it only when a route matched).
+func (h *Handler) matched(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cr := mux.CurrentRoute(r); cr != nil {
+			if t, err := cr.GetPathTemplate(); err == nil {
+				if info, ok := r.Context().Value(keyInfo).(*reqInfo); ok {
+					info.route = t
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

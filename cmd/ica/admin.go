@@ -98,38 +98,26 @@ func socketClient(path string) *http.Client {
 	return c
 }
 
-func dataDirFlag(fs *flag.FlagSet, getenv func(string) string) *string {
-	d := getenv("ICA_DATA_DIR")
-	if d == "" {
-		d = "./data"
-	}
-	return fs.String("data-dir", d, "ledger directory (ICA_DATA_DIR)")
-}
-
-// cmdBackup writes a consistent copy of the ledger to FILE: through the
-// running server's admin socket when there is one, else from the file.
-func cmdBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := dataDirFlag(fs, getenv)
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: ica backup FILE [--data-dir DIR]")
-	}
-	dst := fs.Arg(0)
+// backupLocal writes a consistent copy of the ledger at loc to dst: through
+// the running server's admin socket when there is one, else from the file.
+func backupLocal(ctx context.Context, loc ledgerLocation, dst string, stdout io.Writer) error {
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("%s exists; choose a new file name", dst)
 	}
+	c := socketClient(socketPath(loc.Dir))
+	if c == nil {
+		if _, err := os.Stat(loc.ledger()); err != nil {
+			return loc.missing()
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ica-backup-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", dst, pathCause(err))
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	var n int64
-	if c := socketClient(socketPath(*dir)); c != nil {
+	if c != nil {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/backup", nil)
 		resp, err := c.Do(req)
 		if err != nil {
@@ -146,7 +134,7 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("backup from the running server: %w", err)
 		}
 	} else {
-		if n, err = store.BackupFile(ledgerPath(*dir), bw); err != nil {
+		if n, err = store.BackupFile(loc.ledger(), bw); err != nil {
 			tmp.Close()
 			return err
 		}
@@ -166,10 +154,10 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	if err := store.VerifyBackup(tmp.Name()); err != nil {
-		return fmt.Errorf("the backup does not verify, so it was not kept: %w", err)
+		return fmt.Errorf("the backup does not verify, so %s was not written: %s", dst, strings.ReplaceAll(err.Error(), tmp.Name(), dst))
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", dst, pathCause(err))
 	}
 	fmt.Fprintf(stdout, "backup written to %s (%d bytes)\n", dst, n)
 	return nil
@@ -179,12 +167,21 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 func cmdCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := dataDirFlag(fs, getenv)
+	locate := locationFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ica check: unexpected argument %q\nRun 'ica check --help' for usage.\n", fs.Arg(0))
+		return 2
+	}
+	loc, err := locate()
+	if err != nil {
+		fmt.Fprintln(stderr, "ica check:", err)
+		return 2
+	}
 	var rep store.CheckReport
-	if c := socketClient(socketPath(*dir)); c != nil {
+	if c := socketClient(socketPath(loc.Dir)); c != nil {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/check", nil)
 		resp, err := c.Do(req)
 		if err != nil {
@@ -197,19 +194,20 @@ func cmdCheck(ctx context.Context, args []string, getenv func(string) string, st
 			return 2
 		}
 	} else {
-		cfg := defaultConfig()
-		cfg.DataDir = *dir
-		cfg.SigningKey = getenv("ICA_SIGNING_KEY")
-		if _, err := os.Stat(ledgerPath(*dir)); err != nil {
-			fmt.Fprintf(stderr, "ica check: no ledger at %s\n", ledgerPath(*dir))
+		if _, err := os.Stat(loc.ledger()); err != nil {
+			fmt.Fprintln(stderr, "ica check:", loc.missing())
 			return 2
 		}
-		key, err := loadSigningKey(cfg)
+		key, err := loadSigningKey(loc.signingConfig())
 		if err != nil {
 			fmt.Fprintln(stderr, "ica check:", err)
 			return 2
 		}
-		st, err := store.Open(ledgerPath(*dir), store.Options{Key: key})
+		if err := store.CheckSize(loc.ledger()); err != nil {
+			fmt.Fprintln(stderr, "ica check:", err)
+			return 2
+		}
+		st, err := store.Open(loc.ledger(), store.Options{Key: key})
 		if err != nil {
 			fmt.Fprintln(stderr, "ica check:", err)
 			return 2
@@ -236,8 +234,11 @@ func cmdCheck(ctx context.Context, args []string, getenv func(string) string, st
 
 // cmdToken prints the SHA-256 of a token (argument or standard input).
 func cmdToken(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 3 && args[0] == "hash" && args[1] == "--" {
+		args = []string{"hash", args[2]} // ica token hash -- -token-that-starts-with-a-dash
+	}
 	if len(args) == 0 || args[0] != "hash" || len(args) > 2 {
-		return errors.New("usage: ica token hash [TOKEN]   (reads the token from standard input when not given)")
+		return usageErrorf("ica token hash [TOKEN]   (reads the token from standard input when not given)")
 	}
 	tok := ""
 	if len(args) == 2 {
@@ -250,10 +251,20 @@ func cmdToken(args []string, stdin io.Reader, stdout io.Writer) error {
 		tok = strings.TrimRight(string(b), "\r\n")
 	}
 	if tok == "" {
-		return errors.New("empty token")
+		return usageErrorf("the token is empty")
 	}
 	fmt.Fprintln(stdout, webhooks.HashToken(tok))
 	return nil
+}
+
+// pathCause strips the path from a file error: messages name the file the
+// user gave, not a temporary file beside it.
+func pathCause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // reorder moves flags before positional arguments, so `ica backup FILE

@@ -45,19 +45,23 @@ func backupArchive(getenv func(string) string, container string) (*archive.Archi
 func cmdBackupAny(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := dataDirFlag(fs, getenv)
+	locate := locationFlags(fs, getenv)
 	url := fs.String("url", "", "download from this ICA server (GET /api/v1/admin/backup) with ICA_ADMIN_TOKEN (or the first secret of ICA_ADMIN_TOKENS)")
 	toBlob := fs.Bool("blob", false, "upload the verified backup to Azure Blob Storage (ICA_BLOB_CONNECTION_STRING or ICA_BLOB_ACCOUNT_URL)")
 	blobName := fs.String("blob-name", "", "blob name (default ica-<UTC time>.db)")
 	container := fs.String("blob-container", backupContainer(getenv), "blob container (ICA_BACKUP_CONTAINER)")
 	if err := fs.Parse(reorderWithBools(args, "blob")); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 1 || (fs.NArg() == 0 && !*toBlob) {
+		return usageErrorf("ica backup FILE [--data-dir DIR | --url URL] [--blob [--blob-name NAME] [--blob-container C]]   (FILE may be left out with --blob)")
+	}
+	loc, err := locate()
+	if err != nil {
 		return err
 	}
 	if *url == "" && !*toBlob {
-		return cmdBackup(ctx, args, getenv, stdout, stderr)
-	}
-	if fs.NArg() > 1 || (fs.NArg() == 0 && !*toBlob) {
-		return errors.New("usage: ica backup FILE [--data-dir DIR | --url URL] [--blob [--blob-name NAME] [--blob-container C]]   (FILE may be left out with --blob)")
+		return backupLocal(ctx, loc, fs.Arg(0), stdout)
 	}
 	dst := fs.Arg(0)
 	if dst == "" {
@@ -72,7 +76,7 @@ func cmdBackupAny(ctx context.Context, args []string, getenv func(string) string
 		if err := downloadBackup(ctx, strings.TrimRight(*url, "/")+"/api/v1/admin/backup", adminToken(getenv), dst, stdout); err != nil {
 			return err
 		}
-	} else if err := cmdBackup(ctx, []string{dst, "--data-dir", *dir}, getenv, stdout, stderr); err != nil {
+	} else if err := backupLocal(ctx, loc, dst, stdout); err != nil {
 		return err
 	}
 	if !*toBlob {
@@ -142,6 +146,9 @@ func downloadBackup(ctx context.Context, url, token, dst string, stdout io.Write
 	defer os.Remove(tmp)
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return fmt.Errorf("backup from %s: got %d of %d bytes", url, n, resp.ContentLength)
+	}
+	if err := store.CheckSize(tmp); err != nil {
+		return fmt.Errorf("backup from %s: %s", url, strings.ReplaceAll(err.Error(), tmp, dst))
 	}
 	if err := store.VerifyBackup(tmp); err != nil {
 		return fmt.Errorf("the backup does not verify, so it was not kept: %w", err)

@@ -2,9 +2,15 @@ package main
 
 import (
 	_ "embed"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -192,12 +198,19 @@ var renamedEnv = map[string]string{
 		"default ActionGroupsSecureWebhook): one Entra ID policy per surface",
 }
 
+// reminderUnset marks approval.reminder_before as not configured: the
+// default then depends on the timeout (see Config.target).
+const reminderUnset = time.Duration(math.MinInt64)
+
+// defaultReminder is the reminder of an approval that lasts longer than it.
+const defaultReminder = time.Hour
+
 func defaultConfig() *Config {
 	c := &Config{Addr: "127.0.0.1:8080", MetricsAddr: defaultMetricsAddr, DataDir: "./data", LogLevel: "info", RateLimit: 50}
 	c.Entra.Alert.AppIDs = []string{entraid.ActionGroupsAppID}
 	c.Entra.Alert.Roles = []string{entraid.ActionGroupsRole}
 	c.Approval.Timeout = 4 * time.Hour
-	c.Approval.ReminderBefore = time.Hour
+	c.Approval.ReminderBefore = reminderUnset
 	c.Budget.Threshold = 0.95
 	c.Budget.FinanceThreshold = 5000
 	c.Mattermost.ApprovalChannel = "deployments"
@@ -209,29 +222,60 @@ func defaultConfig() *Config {
 	return c
 }
 
-// loadConfig reads the YAML file (if any), then applies ICA_… variables.
+// ConfigError lists every problem found in a configuration, each naming the
+// YAML key and the environment variable it comes from.
+type ConfigError struct {
+	Problems []string
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string {
+	if len(e.Problems) == 1 {
+		return "configuration: " + e.Problems[0]
+	}
+	return fmt.Sprintf("configuration has %d problems:\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
+}
+
+// problems collects configuration problems.
+type problems []string
+
+func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// loadConfig reads the YAML file (if any), then applies ICA_… variables, and
+// checks the result. Every problem is reported at once (*ConfigError); a
+// file that cannot be read or parsed is reported alone.
 func loadConfig(path string, getenv func(string) string) (*Config, error) {
 	c := defaultConfig()
+	var p problems
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
+			return nil, fmt.Errorf("read the configuration file (--config or ICA_CONFIG): %w", err)
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
 		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, fmt.Errorf("configuration file %s: %w", path, err)
+			}
+			// Type errors do not stop the decoder: report each, go on.
+			for _, e := range te.Errors {
+				p.addf("%s: %s", path, strings.Replace(e, " in type main.Config", "", 1))
+			}
 		}
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
+	c.applyEnv(getenv, &p)
+	c.validate(&p)
+	if len(p) > 0 {
+		return c, &ConfigError{Problems: p}
 	}
-	return c, c.validate()
+	return c, nil
 }
 
-func (c *Config) applyEnv(getenv func(string) string) error {
+func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 	if err := c.Database.applyEnv(getenv); err != nil {
-		return err
+		p.addf("%v", err)
 	}
 	str := func(name string, dst *string) {
 		if v := getenv(name); v != "" {
@@ -245,7 +289,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	for old, repl := range renamedEnv {
 		if getenv(old) != "" {
-			return fmt.Errorf("%s is no longer read: it was replaced by %s", old, repl)
+			p.addf("%s is no longer read: it was replaced by %s", old, repl)
 		}
 	}
 	str("ICA_ADDR", &c.Addr)
@@ -271,13 +315,17 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_ONCALL_CHANNEL", &c.Alerts.OnCallChannel)
 	str("ICA_PAGERDUTY_ROUTING_KEY", &c.PagerDuty.RoutingKey)
 	str("ICA_PAGERDUTY_URL", &c.PagerDuty.URL)
-	for env, dst := range map[string]*int{"ICA_PAGERDUTY_EVENTS_PER_MINUTE": &c.PagerDuty.EventsPerMinute, "ICA_PAGERDUTY_BURST": &c.PagerDuty.Burst} {
-		if v := getenv(env); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("%s=%q is not a whole number", env, v)
+	for _, v := range []struct {
+		env string
+		dst *int
+	}{{"ICA_PAGERDUTY_EVENTS_PER_MINUTE", &c.PagerDuty.EventsPerMinute}, {"ICA_PAGERDUTY_BURST", &c.PagerDuty.Burst}} {
+		if s := getenv(v.env); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				p.addf("%s=%q is not a whole number", v.env, s)
+				continue
 			}
-			*dst = n
+			*v.dst = n
 		}
 	}
 	str("ICA_BLOB_CONNECTION_STRING", &c.Blob.ConnectionString)
@@ -300,56 +348,67 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("ICA_ENTRA_ALERT_ROLES", &c.Entra.Alert.Roles)
 	list("ICA_ENTRA_USER_AUDIENCES", &c.Entra.User.Audiences)
 	list("ICA_ENTRA_USER_SCOPES", &c.Entra.User.Scopes)
-	for env, dst := range map[string]*[]Token{"ICA_PIPELINE_TOKENS": &c.PipelineTokens,
-		"ICA_BREAKGLASS_TOKENS": &c.BreakGlassTokens, "ICA_ADMIN_TOKENS": &c.AdminTokens,
-		"ICA_INCIDENT_COMMANDER_TOKENS": &c.Alerts.CommanderTokens} {
-		if v := getenv(env); v != "" {
-			toks, err := parseTokenList(env, v)
+	for _, v := range []struct {
+		env string
+		dst *[]Token
+	}{{"ICA_PIPELINE_TOKENS", &c.PipelineTokens}, {"ICA_BREAKGLASS_TOKENS", &c.BreakGlassTokens},
+		{"ICA_ADMIN_TOKENS", &c.AdminTokens}, {"ICA_INCIDENT_COMMANDER_TOKENS", &c.Alerts.CommanderTokens}} {
+		if s := getenv(v.env); s != "" {
+			toks, err := parseTokenList(v.env, s)
 			if err != nil {
-				return err
+				p.addf("%v", err)
+				continue
 			}
-			*dst = toks
+			*v.dst = toks
 		}
 	}
 	// Approver lists from the environment apply to every target.
-	for env, set := range map[string]func(p *TargetPolicy, v []string){
-		"ICA_TECH_APPROVERS":     func(p *TargetPolicy, v []string) { p.TechnicalApprovers = v },
-		"ICA_BUSINESS_APPROVERS": func(p *TargetPolicy, v []string) { p.BusinessApprovers = v },
+	for _, v := range []struct {
+		env string
+		set func(p *TargetPolicy, v []string)
+	}{
+		{"ICA_TECH_APPROVERS", func(p *TargetPolicy, v []string) { p.TechnicalApprovers = v }},
+		{"ICA_BUSINESS_APPROVERS", func(p *TargetPolicy, v []string) { p.BusinessApprovers = v }},
 	} {
-		if v := getenv(env); v != "" {
+		if s := getenv(v.env); s != "" {
 			if c.Approval.Targets == nil {
 				c.Approval.Targets = map[string]TargetPolicy{}
 			}
 			for _, t := range []string{"staging", "production"} {
-				p := c.Approval.Targets[t]
-				set(&p, splitList(v))
-				c.Approval.Targets[t] = p
+				tp := c.Approval.Targets[t]
+				v.set(&tp, splitList(s))
+				c.Approval.Targets[t] = tp
 			}
 		}
 	}
-	for env, dst := range map[string]*float64{"ICA_MONTHLY_BUDGET": &c.Budget.Monthly,
-		"ICA_BUDGET_THRESHOLD": &c.Budget.Threshold, "ICA_FINANCE_THRESHOLD": &c.Budget.FinanceThreshold,
-		"ICA_RATE_LIMIT": &c.RateLimit} {
-		if v := getenv(env); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
+	for _, v := range []struct {
+		env string
+		dst *float64
+	}{{"ICA_MONTHLY_BUDGET", &c.Budget.Monthly}, {"ICA_BUDGET_THRESHOLD", &c.Budget.Threshold},
+		{"ICA_FINANCE_THRESHOLD", &c.Budget.FinanceThreshold}, {"ICA_RATE_LIMIT", &c.RateLimit}} {
+		if s := getenv(v.env); s != "" {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				p.addf("%s=%q is not a number", v.env, s)
+				continue
+			}
+			*v.dst = f
+		}
+	}
+	for _, v := range []struct {
+		env string
+		dst *time.Duration
+	}{{"ICA_APPROVAL_TIMEOUT", &c.Approval.Timeout}, {"ICA_COST_SYNC_INTERVAL", &c.Cost.Interval},
+		{"ICA_REMINDER_BEFORE", &c.Approval.ReminderBefore}} {
+		if s := getenv(v.env); s != "" {
+			d, err := time.ParseDuration(s)
 			if err != nil {
-				return fmt.Errorf("%s=%q is not a number", env, v)
+				p.addf("%s=%q is not a duration such as 4h or 90m", v.env, s)
+				continue
 			}
-			*dst = f
+			*v.dst = d
 		}
 	}
-	for env, dst := range map[string]*time.Duration{"ICA_APPROVAL_TIMEOUT": &c.Approval.Timeout,
-		"ICA_COST_SYNC_INTERVAL": &c.Cost.Interval,
-		"ICA_REMINDER_BEFORE":    &c.Approval.ReminderBefore} {
-		if v := getenv(env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("%s=%q is not a duration such as 4h or 90m", env, v)
-			}
-			*dst = d
-		}
-	}
-	return nil
 }
 
 func splitList(v string) []string {
@@ -391,7 +450,11 @@ func hashedTokens(what string, toks []Token) (map[string]string, error) {
 		}
 		switch {
 		case t.SHA256 != "":
-			out[t.Name] = strings.ToLower(strings.TrimPrefix(t.SHA256, "sha256:"))
+			h := strings.ToLower(strings.TrimPrefix(t.SHA256, "sha256:"))
+			if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+				return nil, fmt.Errorf("%s %q: sha256 is not 64 hex digits (ica token hash prints it)", what, t.Name)
+			}
+			out[t.Name] = h
 		case t.Token != "":
 			if len(t.Token) < 16 {
 				return nil, fmt.Errorf("%s %q: the token is shorter than 16 characters", what, t.Name)
@@ -404,52 +467,145 @@ func hashedTokens(what string, toks []Token) (map[string]string, error) {
 	return out, nil
 }
 
-func (c *Config) validate() error {
+// validate adds every problem of the configuration to p, each naming the
+// YAML key and its environment variable.
+func (c *Config) validate(p *problems) {
 	if err := c.Database.validate(); err != nil {
-		return err
+		p.addf("%v", err)
 	}
-	if c.Approval.Timeout <= 0 {
-		return fmt.Errorf("approval timeout must be positive")
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		p.addf("addr (ICA_ADDR) %q is not host:port, e.g. 127.0.0.1:8080 or :8080", c.Addr)
 	}
-	if c.Budget.Threshold <= 0 || c.Budget.Threshold > 1 {
-		return fmt.Errorf("budget threshold %v must be in (0, 1]", c.Budget.Threshold)
+	if strings.TrimSpace(c.DataDir) == "" {
+		p.addf("data_dir (ICA_DATA_DIR) is empty")
 	}
-	if c.Budget.Monthly < 0 || c.Budget.FinanceThreshold < 0 {
-		return fmt.Errorf("budget figures must not be negative")
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.addf("log_level (ICA_LOG_LEVEL) %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	for name, u := range map[string]string{"public_url": c.PublicURL, "mattermost.url": c.Mattermost.URL} {
-		if u == "" {
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) {
+		p.addf("rate_limit (ICA_RATE_LIMIT) %v must not be negative (0 disables the limit)", c.RateLimit)
+	}
+	for _, k := range []struct{ key, env, value string }{
+		{"signing_key", "ICA_SIGNING_KEY", c.SigningKey}, {"action_secret", "ICA_ACTION_SECRET", c.ActionSecret}} {
+		if k.value == "" {
 			continue
 		}
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("%s %q is not an http(s) URL", name, u)
+		if b, err := hex.DecodeString(strings.TrimSpace(k.value)); err != nil || len(b) != 32 {
+			p.addf("%s (%s) must be 32 bytes in hex (64 hex digits, e.g. from openssl rand -hex 32)", k.key, k.env)
 		}
 	}
-	if c.Mattermost.URL != "" && c.Mattermost.Token == "" {
-		return fmt.Errorf("mattermost.url is set but the bot token (ICA_MATTERMOST_TOKEN) is not")
+	for _, t := range []struct {
+		key, env string
+		toks     []Token
+	}{{"pipeline_tokens", "ICA_PIPELINE_TOKENS", c.PipelineTokens}, {"breakglass_tokens", "ICA_BREAKGLASS_TOKENS", c.BreakGlassTokens},
+		{"admin_tokens", "ICA_ADMIN_TOKENS", c.AdminTokens}, {"alerts.incident_commander_tokens", "ICA_INCIDENT_COMMANDER_TOKENS", c.Alerts.CommanderTokens}} {
+		if _, err := hashedTokens(t.key+" ("+t.env+")", t.toks); err != nil {
+			p.addf("%v", err)
+		}
+	}
+
+	// Approvals: timeouts, and reminders that come before the deadline.
+	if c.Approval.Timeout <= 0 {
+		p.addf("approval.timeout (ICA_APPROVAL_TIMEOUT) %s must be positive", c.Approval.Timeout)
+	}
+	rem := c.Approval.ReminderBefore
+	if rem != reminderUnset && rem < 0 {
+		p.addf("approval.reminder_before (ICA_REMINDER_BEFORE) %s must not be negative (0: no reminder)", rem)
+	} else if rem > 0 && c.Approval.Timeout > 0 && rem >= c.Approval.Timeout {
+		p.addf("approval.reminder_before (ICA_REMINDER_BEFORE) %s must be shorter than approval.timeout (ICA_APPROVAL_TIMEOUT) %s", rem, c.Approval.Timeout)
+	}
+	for _, name := range sortedTargets(c.Approval.Targets) {
+		tp := c.Approval.Targets[name]
+		key := "approval.targets." + name
+		if name != ica.TargetStaging && name != ica.TargetProduction {
+			p.addf("approval.targets: unknown target %q (staging or production)", name)
+			continue
+		}
+		if tp.Timeout < 0 {
+			p.addf("%s.timeout %s must be positive", key, tp.Timeout)
+		}
+		if tp.ReminderBefore < 0 {
+			p.addf("%s.reminder_before %s must not be negative", key, tp.ReminderBefore)
+		}
+		eff := c.target(name)
+		if eff.Timeout <= 0 || eff.ReminderBefore <= 0 || eff.ReminderBefore < eff.Timeout {
+			continue
+		}
+		from := key + ".reminder_before"
+		if tp.ReminderBefore == 0 {
+			from = "approval.reminder_before (ICA_REMINDER_BEFORE), which " + name + " inherits,"
+		}
+		p.addf("%s %s must be shorter than the %s timeout %s", from, eff.ReminderBefore, name, eff.Timeout)
+	}
+
+	if c.Budget.Threshold <= 0 || c.Budget.Threshold > 1 {
+		p.addf("budget.threshold (ICA_BUDGET_THRESHOLD) %v must be more than 0 and at most 1", c.Budget.Threshold)
+	}
+	if c.Budget.Monthly < 0 {
+		p.addf("budget.monthly (ICA_MONTHLY_BUDGET) %v must not be negative (0: no budget gate)", c.Budget.Monthly)
+	}
+	if c.Budget.FinanceThreshold < 0 {
+		p.addf("budget.finance_threshold (ICA_FINANCE_THRESHOLD) %v must not be negative", c.Budget.FinanceThreshold)
+	}
+	for _, u := range []struct{ key, env, value string }{
+		{"public_url", "ICA_PUBLIC_URL", c.PublicURL}, {"mattermost.url", "ICA_MATTERMOST_URL", c.Mattermost.URL},
+		{"pagerduty.url", "ICA_PAGERDUTY_URL", c.PagerDuty.URL}, {"cost.endpoint", "ICA_COST_ENDPOINT", c.Cost.Endpoint},
+		{"blob.account_url", "ICA_BLOB_ACCOUNT_URL", c.Blob.AccountURL}} {
+		if u.value == "" {
+			continue
+		}
+		if pu, err := url.Parse(u.value); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			p.addf("%s (%s) %q is not an http(s) URL", u.key, u.env, u.value)
+		}
+	}
+	if c.Mattermost.URL != "" {
+		if c.Mattermost.Token == "" {
+			p.addf("mattermost.url (ICA_MATTERMOST_URL) is set but mattermost.token (ICA_MATTERMOST_TOKEN), the bot's access token, is not")
+		}
+		if c.PublicURL == "" {
+			p.addf("mattermost.url (ICA_MATTERMOST_URL) is set but public_url (ICA_PUBLIC_URL) is not: buttons call ICA back there")
+		}
+	}
+	if c.PagerDuty.EventsPerMinute < 0 {
+		p.addf("pagerduty.events_per_minute (ICA_PAGERDUTY_EVENTS_PER_MINUTE) %d must not be negative", c.PagerDuty.EventsPerMinute)
+	}
+	if c.PagerDuty.Burst < 0 {
+		p.addf("pagerduty.burst (ICA_PAGERDUTY_BURST) %d must not be negative", c.PagerDuty.Burst)
+	}
+	if len(c.Cost.Scopes) > 0 && c.Cost.Interval <= 0 {
+		p.addf("cost.interval (ICA_COST_SYNC_INTERVAL) %s must be positive", c.Cost.Interval)
+	}
+	if c.Entra.TenantID != "" {
+		if _, err := entraWiring(c, ica.SystemClock{}, nil); err != nil {
+			p.addf("entra (ICA_ENTRA_TENANT_ID, ICA_ENTRA_AUDIENCES): %s", strings.TrimPrefix(ica.ErrorMessage(err), "entraid: "))
+		}
 	}
 	if err := c.validateEntra(); err != nil {
-		return err
+		p.addf("%v", err)
 	}
 	if c.MetricsAddr == "" {
-		return fmt.Errorf("metrics_addr is empty: set ICA_METRICS_ADDR to host:port, or off")
+		p.addf("metrics_addr (ICA_METRICS_ADDR) is empty: set it to host:port, or off")
 	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
-		return fmt.Errorf("ICA_METRICS_TOKEN is shorter than 16 characters")
+		p.addf("metrics_token (ICA_METRICS_TOKEN) is shorter than 16 characters")
 	}
 	if err := c.Alerts.Routing.Validate(); err != nil {
-		return fmt.Errorf("alerts.routing: %s", ica.ErrorMessage(err))
+		p.addf("alerts.routing: %s", ica.ErrorMessage(err))
 	}
 	if err := c.Freeze.Validate(); err != nil {
-		return fmt.Errorf("freeze: %s", ica.ErrorMessage(err))
+		p.addf("freeze: %s", ica.ErrorMessage(err))
 	}
-	for t := range c.Approval.Targets {
-		if t != "staging" && t != "production" {
-			return fmt.Errorf("approval.targets: unknown target %q (staging or production)", t)
-		}
+}
+
+func sortedTargets(m map[string]TargetPolicy) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	return nil
+	sort.Strings(out)
+	return out
 }
 
 // target returns the effective policy of a deployment target.
@@ -460,6 +616,13 @@ func (c *Config) target(name string) TargetPolicy {
 	}
 	if p.ReminderBefore == 0 {
 		p.ReminderBefore = c.Approval.ReminderBefore
+	}
+	if p.ReminderBefore == reminderUnset {
+		// The default reminder, for approvals that last longer than it.
+		p.ReminderBefore = 0
+		if p.Timeout > defaultReminder {
+			p.ReminderBefore = defaultReminder
+		}
 	}
 	if p.Channel == "" {
 		p.Channel = c.Mattermost.ApprovalChannel

@@ -49,6 +49,9 @@ type entraSurfaces struct {
 
 // entraWiring builds one validator (one key set) and a surface per policy.
 func entraWiring(cfg *Config, clock ica.Clock, log *slog.Logger) (*entraSurfaces, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	out := &entraSurfaces{}
 	e := &cfg.Entra
 	if e.TenantID == "" {

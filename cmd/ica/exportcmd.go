@@ -69,36 +69,58 @@ func (a *adminHandler) export(w http.ResponseWriter, r *http.Request) error {
 func cmdExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := dataDirFlag(fs, getenv)
+	locate := locationFlags(fs, getenv)
 	from := fs.String("from", "", "first day YYYY-MM-DD (default: first day of this month, UTC)")
 	to := fs.String("to", "", "last day YYYY-MM-DD, inclusive (default: last day of this month)")
 	format := fs.String("format", "csv", "csv, json (JSON Lines) or pdf")
 	pipeline := fs.String("pipeline", "", "only this pipeline's runs and approvals")
 	out := fs.String("out", "", "output file (required)")
 	verify := fs.Bool("verify", false, "verify the written file (always done for an export streamed from a running server)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	force := fs.Bool("force", false, "replace the output file if it exists")
+	if err := fs.Parse(reorderWithBools(args, "verify", "force")); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q (the output file goes after --out)", fs.Arg(0))
 	}
 	if *out == "" {
-		return errors.New("usage: ica export --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format csv|json|pdf] [--pipeline NAME]")
+		return usageErrorf("--out FILE is required")
 	}
 	switch *format {
 	case export.FormatCSV, export.FormatJSON, export.FormatPDF:
 	default:
-		return fmt.Errorf("--format %q is not one of csv, json, pdf", *format)
+		return usageErrorf("--format %q is not one of csv, json, pdf", *format)
 	}
 	f, t, err := parsePeriod(*from, *to, time.Now())
 	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if fi, err := os.Stat(*out); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("%s is a directory; --out names the file to write", *out)
+		}
+		if !*force {
+			return fmt.Errorf("%s exists: pass --force to replace it, or choose a new file name", *out)
+		}
+	}
+	loc, err := locate()
+	if err != nil {
 		return err
+	}
+	c := socketClient(socketPath(loc.Dir))
+	if c == nil {
+		if _, err := os.Stat(loc.ledger()); err != nil {
+			return loc.missing()
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".ica-export-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", *out, pathCause(err))
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	var manifest *export.Manifest
-	if c := socketClient(socketPath(*dir)); c != nil {
+	if c != nil {
 		// Bytes that crossed a socket are checked before they are kept: a
 		// server that failed half-way may have sent a short file.
 		*verify = true
@@ -119,18 +141,16 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 	} else {
-		cfg := defaultConfig()
-		cfg.DataDir, cfg.SigningKey = *dir, getenv("ICA_SIGNING_KEY")
-		if _, err := os.Stat(ledgerPath(*dir)); err != nil {
-			tmp.Close()
-			return fmt.Errorf("no ledger at %s", ledgerPath(*dir))
-		}
-		key, err := loadSigningKey(cfg)
+		key, err := loadSigningKey(loc.signingConfig())
 		if err != nil {
 			tmp.Close()
 			return err
 		}
-		st, err := store.Open(ledgerPath(*dir), store.Options{Key: key})
+		if err := store.CheckSize(loc.ledger()); err != nil {
+			tmp.Close()
+			return err
+		}
+		st, err := store.Open(loc.ledger(), store.Options{Key: key})
 		if err != nil {
 			tmp.Close()
 			return err
@@ -146,24 +166,31 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if err := bw.Flush(); err != nil {
 		tmp.Close()
-		return err
+		return fmt.Errorf("cannot write %s: %w", *out, pathCause(err))
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", *out, pathCause(err))
 	}
 	records, fingerprint := uint64(0), ""
 	if manifest != nil {
 		records, fingerprint = manifest.Count, manifest.Fingerprint
 	}
 	if *verify {
-		rep, err := export.VerifyFile(tmp.Name())
+		// Verified from the open file, so a failure names the export, not
+		// the temporary file it was written to.
+		vf, err := os.Open(tmp.Name())
 		if err != nil {
-			return fmt.Errorf("the export does not verify, so it was not kept: %w", err)
+			return fmt.Errorf("cannot verify %s: %w", *out, pathCause(err))
+		}
+		rep, err := export.VerifyWith(vf, export.VerifyOptions{})
+		vf.Close()
+		if err != nil {
+			return fmt.Errorf("the export does not verify, so %s was not written: %w", *out, err)
 		}
 		records, fingerprint = uint64(rep.Records), rep.Fingerprint
 	}
 	if err := os.Rename(tmp.Name(), *out); err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", *out, pathCause(err))
 	}
 	fmt.Fprintf(stdout, "export written to %s: %d records, signed by key %s\n", *out, records, fingerprint)
 	return nil

@@ -12,13 +12,14 @@ import (
 	"strings"
 )
 
-// loadSecret returns the configured secret (hex), or the one kept in the
-// data directory, generating it there (mode 0600) on first start.
-func loadSecret(configured, dir, name string, size int) ([]byte, error) {
+// loadSecret returns the configured secret (hex, from the setting named
+// setting), or the one kept in the data directory, generating it there
+// (mode 0600) on first start.
+func loadSecret(configured, setting, dir, name string, size int) ([]byte, error) {
 	if configured != "" {
 		b, err := hex.DecodeString(strings.TrimSpace(configured))
 		if err != nil || len(b) != size {
-			return nil, fmt.Errorf("%s: expected %d bytes in hex", name, size)
+			return nil, fmt.Errorf("%s must be %d bytes in hex (%d hex digits)", setting, size, 2*size)
 		}
 		return b, nil
 	}
@@ -50,7 +51,7 @@ func loadSecret(configured, dir, name string, size int) ([]byte, error) {
 }
 
 func loadSigningKey(c *Config) (ed25519.PrivateKey, error) {
-	seed, err := loadSecret(c.SigningKey, c.DataDir, "signing.key", ed25519.SeedSize)
+	seed, err := loadSecret(c.SigningKey, "ICA_SIGNING_KEY (signing_key)", c.DataDir, "signing.key", ed25519.SeedSize)
 	if err != nil {
 		return nil, err
 	}

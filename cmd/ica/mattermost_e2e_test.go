@@ -77,6 +77,13 @@ func TestMain_MattermostEndToEnd(t *testing.T) {
 		return false
 	}, 10*time.Second, 20*time.Millisecond, "the card is posted and recorded")
 	require.Contains(t, fmt.Sprint(card.GetProps()), "month-to-date", "the card carries the budget line")
+	// ICA records the card's post id just after Mattermost created it; a
+	// click before that is refused as coming from a post that is not the card.
+	require.Eventually(t, func() bool {
+		_, body := call(t, "GET", base+"/api/v1/approvals/"+id, testToken, "")
+		c, _ := body["card"].(map[string]any)
+		return c["post_id"] == card.Id
+	}, 10*time.Second, 5*time.Millisecond, "ICA recorded its card")
 
 	res, err := mm.Click(card.Id, "approvetechnical", "tech1")
 	require.NoError(t, err)

@@ -22,16 +22,21 @@ import (
 func cmdRestore(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := dataDirFlag(fs, getenv)
+	locate := locationFlags(fs, getenv)
 	force := fs.Bool("force", false, "replace an existing ledger (kept as ica.db.before-restore-<time>)")
 	blobName := fs.String("blob", "", "restore this blob of the backup container instead of a FILE (ICA_BLOB_CONNECTION_STRING or ICA_BLOB_ACCOUNT_URL)")
 	container := fs.String("blob-container", backupContainer(getenv), "blob container of the backups (ICA_BACKUP_CONTAINER)")
 	if err := fs.Parse(reorderWithBools(args, "force")); err != nil {
-		return err
+		return usageErrorf("%v", err)
 	}
 	if (fs.NArg() == 1) == (*blobName != "") {
-		return errors.New("usage: ica restore FILE [--data-dir DIR] [--force]   or   ica restore --blob NAME [--data-dir DIR] [--force]")
+		return usageErrorf("ica restore FILE [--data-dir DIR] [--force]   or   ica restore --blob NAME [--data-dir DIR] [--force]")
 	}
+	loc, err := locate()
+	if err != nil {
+		return err
+	}
+	dir := &loc.Dir
 	if socketClient(socketPath(*dir)) != nil {
 		return fmt.Errorf("a server is running on %s (its admin socket answers): stop it before restoring", *dir)
 	}
@@ -53,7 +58,7 @@ func cmdRestore(ctx context.Context, args []string, getenv func(string) string, 
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	key, err := restoreKey(*dir, getenv)
+	key, err := restoreKey(loc)
 	if err != nil {
 		return err
 	}
@@ -85,6 +90,9 @@ func cmdRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer os.Remove(tmp)
 
+	if err := store.CheckSize(tmp); err != nil {
+		return fmt.Errorf("%s does not verify, nothing was changed: it is truncated", what)
+	}
 	if err := store.VerifyBackup(tmp); err != nil {
 		return fmt.Errorf("%s does not verify, nothing was changed: %w", what, err)
 	}
@@ -129,9 +137,9 @@ func cmdRestore(ctx context.Context, args []string, getenv func(string) string, 
 // restoreKey returns the signing key the restored ledger will be served
 // with. Restore never generates one: a new key would make every checkpoint
 // in the backup "signed by another key".
-func restoreKey(dir string, getenv func(string) string) (ed25519.PrivateKey, error) {
-	cfg := defaultConfig()
-	cfg.DataDir, cfg.SigningKey = dir, getenv("ICA_SIGNING_KEY")
+func restoreKey(loc ledgerLocation) (ed25519.PrivateKey, error) {
+	cfg := loc.signingConfig()
+	dir := loc.Dir
 	if cfg.SigningKey == "" {
 		if _, err := os.Stat(filepath.Join(dir, "signing.key")); err != nil {
 			return nil, fmt.Errorf("no signing key: set ICA_SIGNING_KEY or put the original signing.key into %s, so the backup's checkpoints can be checked and later ones are signed by the same key", dir)
@@ -142,6 +150,9 @@ func restoreKey(dir string, getenv func(string) string) (ed25519.PrivateKey, err
 
 // checkLedgerFile runs the full consistency check on a ledger no server has open.
 func checkLedgerFile(path string, key ed25519.PrivateKey) (*store.CheckReport, error) {
+	if err := store.CheckSize(path); err != nil {
+		return nil, err
+	}
 	st, err := store.Open(path, store.Options{Key: key})
 	if err != nil {
 		return nil, err

@@ -174,7 +174,7 @@ func TestMain_RestoreRefuses(t *testing.T) {
 	})
 
 	t.Run("locked by another process", func(t *testing.T) {
-		key, err := restoreKey(dir, envFunc(nil))
+		key, err := restoreKey(ledgerLocation{Dir: dir})
 		require.NoError(t, err)
 		st, err := store.Open(live, store.Options{Key: key})
 		require.NoError(t, err)

@@ -52,21 +52,34 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("ICA_CONFIG"), "YAML configuration file (ICA_CONFIG)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := loadConfig(*configPath, getenv)
 	if err != nil {
 		return err
 	}
 	log := newLogger(stdout, cfg.LogLevel)
+	// Bind first: with the port taken, nothing is created (data directory,
+	// ledger, keys) by a server that cannot serve.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (ICA_ADDR): %w", cfg.Addr, err)
+	}
+	defer ln.Close() // after Serve it is closed already; this covers the early returns
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("data directory %s (ICA_DATA_DIR): %w", cfg.DataDir, err)
 	}
 	key, err := loadSigningKey(cfg)
 	if err != nil {
 		return err
 	}
-	clock := ica.SystemClock{}
+	var clock ica.Clock = ica.SystemClock{}
+	if c := serveClockHook.Load(); c != nil { // test seam (seams.go)
+		clock = c
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -76,14 +89,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Help: "Outbox delivery attempts by destination and outcome."}, []string{"destination", "outcome"})
 	reg.MustRegister(commitLatency, deliveries)
 
-	actionSecret, err := loadSecret(cfg.ActionSecret, cfg.DataDir, "action.secret", 32)
+	actionSecret, err := loadSecret(cfg.ActionSecret, "ICA_ACTION_SECRET (action_secret)", cfg.DataDir, "action.secret", 32)
 	if err != nil {
 		return err
 	}
-	mmEnabled := cfg.Mattermost.URL != ""
-	if mmEnabled && cfg.PublicURL == "" {
-		return fmt.Errorf("ICA_PUBLIC_URL is required with Mattermost: buttons call back to it")
-	}
+	mmEnabled := cfg.Mattermost.URL != "" // validate made sure ICA_PUBLIC_URL is set too
 	var notifier ica.Notifier = ica.NopNotifier{}
 	if mmEnabled {
 		notifier = bot.Notifier{}
@@ -96,6 +106,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var disp *outbox.Dispatcher
 	var sched *scheduler.Scheduler
+	if _, err := os.Stat(ledgerPath(cfg.DataDir)); err == nil {
+		if err := store.CheckSize(ledgerPath(cfg.DataDir)); err != nil {
+			return err
+		}
+	}
 	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
 		Clock: clock, Key: key, Logger: log, Notifier: notifier,
 		ApprovalTimeout:    func(target string) time.Duration { return cfg.target(target).Timeout },
@@ -142,7 +157,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
-	deps := webhooks.Deps{Ledger: st, Costs: costs, Checks: st, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
+	// The API's approval requests wake the scheduler (wake.go).
+	api := deadlineLedger{Store: st, wake: func() { sched.Notify() }}
+	deps := webhooks.Deps{Ledger: api, Costs: costs, Checks: api, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
@@ -158,7 +175,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	var mm *bot.Bot
 	if !mmEnabled {
-		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded and can be decided through the API only")
+		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded but nobody can approve them " +
+			"until Mattermost is configured: they expire at their deadline, or a break-glass token (ICA_BREAKGLASS_TOKENS) bypasses one")
 		deps.Degraded["mattermost"] = func(context.Context) error { return errors.New("not configured") }
 	} else {
 		mm = bot.New(botConfig(cfg, actionSecret), bot.NewClient(cfg.Mattermost.URL, cfg.Mattermost.Token, nil), st, clock, log)
@@ -206,6 +224,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		// Mattermost signs nothing: these authenticate by the signed context and state.
 		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
 		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
+	} else {
+		mountMattermostOff(h) // notconfigured.go
 	}
 	var slash *slashcmds.Handler
 	if mm != nil {
@@ -244,15 +264,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		h.Router().Handle("/api/v1/admin/backup", h.Route(auth, admin.backup)).Methods(http.MethodGet)
+	} else {
+		h.Router().Handle("/api/v1/admin/backup", h.NotConfigured("the remote backup", "ICA_ADMIN_TOKENS")).Methods(http.MethodGet)
 	}
 
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
 		(*hook)(h)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		st.Close()
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -288,7 +305,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "ledger_entries", st.LedgerEntries(), "version", version)
+	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "ledger_entries", st.LedgerEntries(), "version", strings.TrimPrefix(versionString(), "ica "))
 
 	select {
 	case <-ctx.Done():

@@ -37,7 +37,7 @@ type coldstartConfig struct {
 	bin       string
 }
 
-// runColdstart measures DESIGN.md's "idle service" target: `ica serve` on a
+// runColdstart measures the "idle service" target (docs/design.md "Performance targets"): `ica serve` on a
 // 1 GB ledger is ready (GET /readyz answers 200) within 1 s of being
 // started, and its RSS after some idle seconds is below 50 MB.
 func runColdstart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -133,7 +133,7 @@ func coldstart(ctx context.Context, c coldstartConfig, stdout io.Writer) (int, e
 		{Name: "idle RSS", Value: bench.Median(rss), Unit: "MB", Target: "< 50", Pass: bench.Below(50),
 			Note: fmt.Sprintf("VmRSS after %s idle, median; anonymous part %.1f MB", c.idle, bench.Median(anon))},
 	}
-	if bench.PrintFigures(stdout, "idle service (DESIGN.md targets)", figs) {
+	if bench.PrintFigures(stdout, "idle service (docs/design.md targets)", figs) {
 		return 0, nil
 	}
 	return 1, nil

@@ -1,5 +1,5 @@
 // Command icabench runs ICA's load scenarios against the real server and
-// prints each figure beside its target (DESIGN.md "Targets").
+// prints each figure beside its target (docs/design.md "Performance targets").
 //
 //	icabench <scenario> [flags]
 //
