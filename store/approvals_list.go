@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 
-
 	"github.com/ica-governance/ica"
 )
 
