@@ -80,3 +80,22 @@ func (b *countingBucket) Put(k, v []byte) error {
 	b.n()
 	return b.Bucket.Put(k, v)
 }
+
+// eraser is an engine whose whole ledger can be erased in one transaction.
+type eraser interface{ erase(ctx context.Context) error }
+
+// Erase removes the whole ledger from a database, in one transaction, for a
+// restore that replaces it (the caller keeps a backup first). The embedded
+// engine refuses: a restore replaces its file instead.
+func (s *Store) Erase(ctx context.Context) error {
+	e, ok := s.eng.(eraser)
+	if !ok {
+		return fmt.Errorf("%s: an embedded ledger is replaced as a file, not erased", s.Describe())
+	}
+	if err := e.erase(ctx); err != nil {
+		return err
+	}
+	s.entries.Store(0)
+	s.outboxDepth.Store(0)
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -778,3 +779,24 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 var _ leaderEngine = (*pgEngine)(nil)
+
+// erase empties every table of the ledger in one transaction, under the
+// chain lock.
+func (e *pgEngine) erase(ctx context.Context) error {
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		return unavailableDB(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockChain); err != nil {
+		return unavailableDB(err)
+	}
+	tables := []string{"ica_seq"}
+	for _, b := range allBuckets {
+		tables = append(tables, knownTables[string(b)])
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

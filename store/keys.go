@@ -56,8 +56,8 @@ func (s *Store) CheckKeys(ctx context.Context, keys map[string]string, setting m
 				continue
 			}
 			if !slices.Contains(fps, fp) {
-				problems = append(problems, fmt.Sprintf("%s (fingerprint %s) is not the one this ledger uses (%s): every replica needs the same %s; to move to a new key on purpose, run `ica key rotate --kind %s` with the new key",
-					setting[kind], fp, strings.Join(fps, ", "), setting[kind], kind))
+				problems = append(problems, fmt.Sprintf("%s (fingerprint %s) is not one this ledger accepts (%s): every replica must use the same; to move to a new one on purpose, run `ica key rotate --kind %s` with it set",
+					setting[kind], fp, strings.Join(fps, ", "), kind))
 			}
 		}
 		if len(problems) > 0 {

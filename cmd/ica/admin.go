@@ -104,10 +104,13 @@ func backupLocal(ctx context.Context, loc ledgerLocation, dst string, stdout io.
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("%s exists; choose a new file name", dst)
 	}
-	c := socketClient(socketPath(loc.Dir))
-	if c == nil {
-		if _, err := os.Stat(loc.ledger()); err != nil {
-			return loc.missing()
+	var c *http.Client
+	if !loc.shared() {
+		c = socketClient(socketPath(loc.Dir))
+		if c == nil {
+			if _, err := os.Stat(loc.ledger()); err != nil {
+				return loc.missing()
+			}
 		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ica-backup-*")
@@ -132,6 +135,20 @@ func backupLocal(ctx context.Context, loc ledgerLocation, dst string, stdout io.
 		if n, err = io.Copy(bw, resp.Body); err != nil {
 			tmp.Close()
 			return fmt.Errorf("backup from the running server: %w", err)
+		}
+	} else if loc.shared() {
+		// A database backs up into a bbolt ledger file: one snapshot,
+		// restorable into either engine.
+		st, _, err := loc.openStore(ctx)
+		if err != nil {
+			tmp.Close()
+			return err
+		}
+		n, err = st.WriteBackup(bw)
+		st.Close()
+		if err != nil {
+			tmp.Close()
+			return err
 		}
 	} else {
 		if n, err = store.BackupFile(loc.ledger(), bw); err != nil {
@@ -181,7 +198,7 @@ func cmdCheck(ctx context.Context, args []string, getenv func(string) string, st
 		return 2
 	}
 	var rep store.CheckReport
-	if c := socketClient(socketPath(loc.Dir)); c != nil {
+	if c := socketClient(socketPath(loc.Dir)); c != nil && !loc.shared() {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ica/check", nil)
 		resp, err := c.Do(req)
 		if err != nil {
@@ -194,20 +211,9 @@ func cmdCheck(ctx context.Context, args []string, getenv func(string) string, st
 			return 2
 		}
 	} else {
-		if _, err := os.Stat(loc.ledger()); err != nil {
-			fmt.Fprintln(stderr, "ica check:", loc.missing())
-			return 2
-		}
-		key, err := loadSigningKey(loc.signingConfig())
-		if err != nil {
-			fmt.Fprintln(stderr, "ica check:", err)
-			return 2
-		}
-		if err := store.CheckSize(loc.ledger()); err != nil {
-			fmt.Fprintln(stderr, "ica check:", err)
-			return 2
-		}
-		st, err := store.Open(loc.ledger(), store.Options{Key: key})
+		// A database is checked directly, also while replicas serve (the
+		// check reads snapshots); a file only when no server holds it.
+		st, _, err := loc.openStore(ctx)
 		if err != nil {
 			fmt.Fprintln(stderr, "ica check:", err)
 			return 2

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -71,6 +72,9 @@ func cmdConfigValidate(args []string, getenv func(string) string, stdout, stderr
 // cmdKey prints the signing public key and its fingerprint. It never
 // creates a key: a missing one is an error saying where it looked.
 func cmdKey(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "rotate" {
+		return cmdKeyRotate(context.Background(), args[1:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	locate := locationFlags(fs, getenv)

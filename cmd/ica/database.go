@@ -190,7 +190,7 @@ func keyFingerprints(key ed25519.PrivateKey, actionSecret []byte) (fps, settings
 		"signing":       ica.KeyFingerprint(hex.EncodeToString(pub)),
 		"action_secret": hex.EncodeToString(sum[:8]),
 	}
-	settings = map[string]string{"signing": "the signing key (ICA_SIGNING_KEY)", "action_secret": "the action secret (ICA_ACTION_SECRET)"}
+	settings = map[string]string{"signing": "the signing key ICA_SIGNING_KEY", "action_secret": "the action secret ICA_ACTION_SECRET"}
 	return fps, settings
 }
 
@@ -224,5 +224,64 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	desc, _ := store.ParsePostgres(cfg.Database.URL)
 	fmt.Fprintf(stdout, "database %s is at schema version %d (this ica's newest: %d)\n", desc, v, store.PostgresSchemaVersion())
+	return nil
+}
+
+// cmdKeyRotate adds the fingerprint of the configured signing key or action
+// secret to those a shared ledger accepts, so replicas started with it are
+// no longer refused (the old one stays accepted until the rollout is done).
+func cmdKeyRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("ICA_CONFIG"), "YAML configuration file (ICA_CONFIG)")
+	kind := fs.String("kind", "", "signing (ICA_SIGNING_KEY) or action_secret (ICA_ACTION_SECRET)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ica key rotate --kind signing|action_secret [--config FILE]\n\nAccepts the key now set in ICA_SIGNING_KEY or ICA_ACTION_SECRET for the shared ledger\n(ICA_DATABASE_URL), so replicas started with it are not refused; recorded in the ledger.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if *kind != "signing" && *kind != "action_secret" {
+		return usageErrorf("--kind must be signing or action_secret")
+	}
+	cfg, err := loadConfig(*configPath, getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Database.URL == "" {
+		return errors.New("ica key rotate is for a shared ledger (ICA_DATABASE_URL): an embedded ledger has one process and checks no fingerprints")
+	}
+	if cfg.SigningKey == "" || cfg.ActionSecret == "" {
+		return errors.New("ICA_SIGNING_KEY and ICA_ACTION_SECRET must be set (the new one of the kind you rotate)")
+	}
+	key, err := loadSigningKey(cfg)
+	if err != nil {
+		return err
+	}
+	secret, err := loadSecret(cfg.ActionSecret, "ICA_ACTION_SECRET (action_secret)", cfg.DataDir, "action.secret", 32)
+	if err != nil {
+		return err
+	}
+	fps, _ := keyFingerprints(key, secret)
+	pc, err := cfg.Database.postgresConfig(nil, nil)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenPostgres(ctx, pc, store.Options{Key: key})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	added, err := st.AcceptKey(ctx, *kind, fps[*kind], "ica key rotate")
+	if err != nil {
+		return err
+	}
+	if !added {
+		fmt.Fprintf(stdout, "the ledger already accepts %s %s\n", *kind, fps[*kind])
+		return nil
+	}
+	all, _ := st.AcceptedKeys(*kind)
+	fmt.Fprintf(stdout, "accepted %s %s (now: %s); recorded in the ledger\n", *kind, fps[*kind], strings.Join(all, ", "))
 	return nil
 }

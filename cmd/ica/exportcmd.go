@@ -19,7 +19,6 @@ import (
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/export"
 	"github.com/ica-governance/ica/slashcmds"
-	"github.com/ica-governance/ica/store"
 )
 
 // parsePeriod reads --from/--to dates (to inclusive) into [from, to+1day);
@@ -107,10 +106,13 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	c := socketClient(socketPath(loc.Dir))
-	if c == nil {
-		if _, err := os.Stat(loc.ledger()); err != nil {
-			return loc.missing()
+	var c *http.Client
+	if !loc.shared() {
+		c = socketClient(socketPath(loc.Dir))
+		if c == nil {
+			if _, err := os.Stat(loc.ledger()); err != nil {
+				return loc.missing()
+			}
 		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".ica-export-*")
@@ -141,16 +143,7 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 	} else {
-		key, err := loadSigningKey(loc.signingConfig())
-		if err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := store.CheckSize(loc.ledger()); err != nil {
-			tmp.Close()
-			return err
-		}
-		st, err := store.Open(loc.ledger(), store.Options{Key: key})
+		st, key, err := loc.openStore(ctx)
 		if err != nil {
 			tmp.Close()
 			return err

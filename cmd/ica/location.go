@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/ica-governance/ica/store"
 	"gopkg.in/yaml.v3"
 )
 
@@ -16,6 +20,9 @@ type ledgerLocation struct {
 	From string // "--data-dir", "ICA_DATA_DIR", "data_dir in FILE", "the default ./data"
 	// SigningKey is ICA_SIGNING_KEY, or signing_key from the configuration file.
 	SigningKey string
+	// Database is the shared ledger (ICA_DATABASE_URL or database.url of
+	// the configuration file); an explicit --data-dir overrides it.
+	Database DatabaseConfig
 }
 
 // locationFlags registers --data-dir and --config on fs. The returned
@@ -28,8 +35,9 @@ func locationFlags(fs *flag.FlagSet, getenv func(string) string) func() (ledgerL
 	return func() (ledgerLocation, error) {
 		loc := ledgerLocation{SigningKey: getenv("ICA_SIGNING_KEY")}
 		var file struct {
-			DataDir    string `yaml:"data_dir"`
-			SigningKey string `yaml:"signing_key"`
+			DataDir    string         `yaml:"data_dir"`
+			SigningKey string         `yaml:"signing_key"`
+			Database   DatabaseConfig `yaml:"database"`
 		}
 		if *config != "" {
 			raw, err := os.ReadFile(*config)
@@ -43,9 +51,14 @@ func locationFlags(fs *flag.FlagSet, getenv func(string) string) func() (ledgerL
 				loc.SigningKey = file.SigningKey
 			}
 		}
+		loc.Database = file.Database
+		if err := loc.Database.applyEnv(getenv); err != nil {
+			return loc, err
+		}
 		switch {
 		case *dir != "":
 			loc.Dir, loc.From = *dir, "--data-dir"
+			loc.Database = DatabaseConfig{}
 		case getenv("ICA_DATA_DIR") != "":
 			loc.Dir, loc.From = getenv("ICA_DATA_DIR"), "ICA_DATA_DIR"
 		case file.DataDir != "":
@@ -74,4 +87,40 @@ func (l ledgerLocation) signingConfig() *Config {
 	cfg := defaultConfig()
 	cfg.DataDir, cfg.SigningKey = l.Dir, l.SigningKey
 	return cfg
+}
+
+// shared reports whether the ledger is a database rather than a file.
+func (l ledgerLocation) shared() bool { return l.Database.URL != "" }
+
+// openStore opens the ledger the location names, for a tool that runs
+// beside (or without) a server: the database, or the ledger file, which no
+// server may hold then. It returns the signing key too.
+func (l ledgerLocation) openStore(ctx context.Context) (*store.Store, ed25519.PrivateKey, error) {
+	if l.shared() {
+		if l.SigningKey == "" {
+			return nil, nil, errors.New("ICA_SIGNING_KEY is required with ICA_DATABASE_URL (the key the replicas sign with)")
+		}
+		key, err := loadSigningKey(l.signingConfig())
+		if err != nil {
+			return nil, nil, err
+		}
+		pc, err := l.Database.postgresConfig(nil, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := store.OpenPostgres(ctx, pc, store.Options{Key: key})
+		return st, key, err
+	}
+	if _, err := os.Stat(l.ledger()); err != nil {
+		return nil, nil, l.missing()
+	}
+	key, err := loadSigningKey(l.signingConfig())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := store.CheckSize(l.ledger()); err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(l.ledger(), store.Options{Key: key})
+	return st, key, err
 }

@@ -37,6 +37,9 @@ func cmdRestore(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	dir := &loc.Dir
+	if loc.shared() {
+		return restoreDatabase(ctx, loc, fs.Arg(0), *blobName, *container, *force, getenv, stdout)
+	}
 	if socketClient(socketPath(*dir)) != nil {
 		return fmt.Errorf("a server is running on %s (its admin socket answers): stop it before restoring", *dir)
 	}
@@ -206,4 +209,98 @@ func copyToTemp(r io.Reader, dir, pattern string) (string, int64, error) {
 		return "", 0, err
 	}
 	return tmp.Name(), n, nil
+}
+
+// restoreDatabase restores a verified backup file into the ledger database:
+// into an empty one, or with --force into one whose current ledger is first
+// kept as a backup file beside (in the data directory) and then erased.
+// Stop every replica first: restoring under a running replica would mix two
+// ledgers.
+func restoreDatabase(ctx context.Context, loc ledgerLocation, file, blobName, container string, force bool, getenv func(string) string, stdout io.Writer) error {
+	if err := os.MkdirAll(loc.Dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	var src io.ReadCloser
+	what := file
+	if blobName != "" {
+		a, err := backupArchive(getenv, container)
+		if err != nil {
+			return err
+		}
+		if src, err = a.Download(ctx, blobName); err != nil {
+			return err
+		}
+		what = "blob " + container + "/" + blobName
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		src = f
+	}
+	tmp, n, err := copyToTemp(src, loc.Dir, ".ica-restore-*")
+	src.Close()
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", what, err)
+	}
+	defer os.Remove(tmp)
+	if err := store.CheckSize(tmp); err != nil {
+		return fmt.Errorf("%s does not verify, nothing was changed: it is truncated", what)
+	}
+	if err := store.VerifyBackup(tmp); err != nil {
+		return fmt.Errorf("%s does not verify, nothing was changed: %w", what, err)
+	}
+	db, key, err := loc.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if rep, err := checkLedgerFile(tmp, key); err != nil {
+		return fmt.Errorf("%s: %w; nothing was changed", what, err)
+	} else if !rep.OK() {
+		printReport(stdout, rep)
+		return fmt.Errorf("%s is not consistent (see above), nothing was changed", what)
+	}
+	if db.LedgerEntries() > 0 {
+		if !force {
+			return fmt.Errorf("the database %s holds a ledger (%d entries): pass --force to replace it (it is kept as a backup file first)", db.Describe(), db.LedgerEntries())
+		}
+		aside := filepath.Join(loc.Dir, "ica-before-restore-"+time.Now().UTC().Format("20060102T150405Z")+".db")
+		f, err := os.OpenFile(aside, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("keep the current ledger: %w", err)
+		}
+		if _, err := db.WriteBackup(f); err != nil {
+			f.Close()
+			return fmt.Errorf("keep the current ledger as %s: %w", aside, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if err := store.VerifyBackup(aside); err != nil {
+			return fmt.Errorf("the copy of the current ledger (%s) does not verify, nothing was changed: %w", aside, err)
+		}
+		fmt.Fprintf(stdout, "the previous ledger is kept as %s\n", aside)
+		if err := db.Erase(ctx); err != nil {
+			return err
+		}
+	}
+	b, err := store.Open(tmp, store.Options{Key: key})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := db.CopyFrom(ctx, b, nil); err != nil {
+		return err
+	}
+	rep, err := db.Check()
+	if err != nil {
+		return fmt.Errorf("check the restored ledger: %w", err)
+	}
+	printReport(stdout, rep)
+	if !rep.OK() {
+		return errors.New("the restored ledger does not check")
+	}
+	fmt.Fprintf(stdout, "restored %s (%d bytes) into %s\n", what, n, db.Describe())
+	return nil
 }

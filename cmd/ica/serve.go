@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,16 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("listen on %s (ICA_ADDR): %w", cfg.Addr, err)
 	}
 	defer ln.Close() // after Serve it is closed already; this covers the early returns
+	if cfg.Database.URL != "" {
+		// Replicas share the ledger: each must sign and verify with the
+		// same keys, so they come from the environment (a Secret), never
+		// generated into one replica's data directory.
+		for _, k := range []struct{ v, name string }{{cfg.SigningKey, "ICA_SIGNING_KEY"}, {cfg.ActionSecret, "ICA_ACTION_SECRET"}} {
+			if k.v == "" {
+				return fmt.Errorf("%s is required with ICA_DATABASE_URL: every replica needs the same one (openssl rand -hex 32, kept in a Secret)", k.name)
+			}
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory %s (ICA_DATA_DIR): %w", cfg.DataDir, err)
 	}
@@ -106,12 +117,28 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	var disp *outbox.Dispatcher
 	var sched *scheduler.Scheduler
-	if _, err := os.Stat(ledgerPath(cfg.DataDir)); err == nil {
-		if err := store.CheckSize(ledgerPath(cfg.DataDir)); err != nil {
-			return err
+	if cfg.Database.URL == "" {
+		if _, err := os.Stat(ledgerPath(cfg.DataDir)); err == nil {
+			if err := store.CheckSize(ledgerPath(cfg.DataDir)); err != nil {
+				return err
+			}
 		}
 	}
-	st, err := store.Open(ledgerPath(cfg.DataDir), store.Options{
+	// With a database, answer at once (alive, not ready) while it is
+	// reached; the embedded ledger opens before anything is served.
+	front := &swapHandler{}
+	srv := &http.Server{Handler: front, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	var status atomic.Value
+	if cfg.Database.URL != "" {
+		desc, _ := store.ParsePostgres(cfg.Database.URL)
+		status.Store("connecting to the database " + desc)
+		front.set(startingHandler(&status))
+		go func() { serveErr <- srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	st, err := openLedgerRetrying(ctx, cfg, store.Options{
 		Clock: clock, Key: key, Logger: log, Notifier: notifier,
 		ApprovalTimeout:    func(target string) time.Duration { return cfg.target(target).Timeout },
 		FinanceThreshold:   cfg.Budget.FinanceThreshold,
@@ -121,9 +148,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Gates:              []store.ApprovalGate{store.AzureBudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold, cfg.budgetScopes()), freezeGate(fz)},
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
-	})
+	}, log, &status)
 	if err != nil {
 		return err
+	}
+	if st.Shared() {
+		// Every replica must sign checkpoints and button contexts alike.
+		fps, settings := keyFingerprints(key, actionSecret)
+		if err := st.CheckKeys(ctx, fps, settings); err != nil {
+			st.Close()
+			return fmt.Errorf("%s", ica.ErrorMessage(err))
+		}
 	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ica_ledger_entries", Help: "Entries in the ledger hash chain."},
@@ -271,8 +306,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
 		(*hook)(h)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	front.set(h)
 	metricsSrv, err := serveMetrics(cfg, metrics, log)
 	if err != nil {
 		srv.Close()
@@ -293,19 +327,40 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			st.Close()
 			return err
 		}
-		syncer.Start(bgCtx)
 	}
 	disp.Start(bgCtx)
-	sched.Start(bgCtx)
 	if mm != nil {
 		mm.Start(bgCtx)
 	}
+	// Scheduled work (expiry, reminders, cost sync, checkpoints) runs on
+	// one process at a time: always this one on the embedded ledger; on a
+	// shared database, the replica that holds the scheduler lock.
 	done := make(chan struct{})
-	go func() { defer close(done); housekeeping(bgCtx, st, clock, log) }()
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "ledger_entries", st.LedgerEntries(), "version", strings.TrimPrefix(versionString(), "ica "))
+	go func() {
+		defer close(done)
+		st.Lead(bgCtx, func(lctx context.Context) {
+			log.Info("running the scheduled work", "shared_ledger", st.Shared())
+			sched.Start(lctx)
+			if syncer != nil {
+				syncer.Start(lctx)
+			}
+			housekeeping(lctx, st, clock, log)
+			sched.Stop()
+			if syncer != nil {
+				syncer.Stop()
+			}
+		})
+	}()
+	// Other replicas' commits wake this one's dispatcher and scheduler.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		st.Watch(bgCtx, func() { disp.Notify(); sched.Notify() })
+	}()
+	if cfg.Database.URL == "" {
+		go func() { serveErr <- srv.Serve(ln) }()
+	} // with a database, srv serves already (the starting handler until now)
+	log.Info("listening", "addr", ln.Addr().String(), "ledger", st.Describe(), "ledger_id", st.LedgerID(), "ledger_entries", st.LedgerEntries(), "version", strings.TrimPrefix(versionString(), "ica "))
 
 	select {
 	case <-ctx.Done():
@@ -330,10 +385,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	cancelBG()
-	sched.Stop()
-	if syncer != nil {
-		syncer.Stop()
-	}
+	<-done // the scheduled work has stopped with the lead
+	<-watched
 	if mm != nil {
 		mm.Stop()
 	}
@@ -342,7 +395,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if e := disp.Stop(dispCtx); e != nil {
 		log.Warn("dispatcher did not stop in time", "err", e)
 	}
-	<-done
 	if e := st.Close(); e != nil {
 		log.Error("close ledger", "err", e)
 		return e
