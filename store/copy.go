@@ -82,7 +82,9 @@ func (b *countingBucket) Put(k, v []byte) error {
 }
 
 // eraser is an engine whose whole ledger can be erased in one transaction.
-type eraser interface{ erase(ctx context.Context) error }
+type eraser interface {
+	erase(ctx context.Context) error
+}
 
 // Erase removes the whole ledger from a database, in one transaction, for a
 // restore that replaces it (the caller keeps a backup first). The embedded
