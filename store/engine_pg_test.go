@@ -105,6 +105,15 @@ func TestPgCursor_MatchesModel(t *testing.T) {
 	}
 }
 
+// TestPgMigrations_Numbered: the embedded migrations have distinct
+// version numbers (two branches adding "0002" would otherwise collide).
+func TestPgMigrations_Numbered(t *testing.T) {
+	ms, err := loadMigrations()
+	require.NoError(t, err)
+	require.NotEmpty(t, ms)
+	require.Equal(t, 1, ms[0].version)
+}
+
 // TestPgMigrations_CoverEveryBucket: every bucket of the schema has its
 // table after the migrations, and applying them again changes nothing.
 func TestPgMigrations_CoverEveryBucket(t *testing.T) {
