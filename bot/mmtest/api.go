@@ -77,16 +77,23 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 	writeJSON(w, http.StatusOK, u)
 }
 
-// handleGetUserByUsername handles "GET /api/v4/users/username/{username}".
+// handleGetUserByUsername handles "GET /api/v4/users/username/{username}":
+// the name must be a valid username (lower case), matched exactly.
 func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, _ *model.User) {
+	name := r.PathValue("username")
+	if !model.IsValidUsername(name) {
+		writeErr(w, r, invalidBodyParam("username"))
+		return
+	}
 	s.mu.Lock()
-	u := s.userByNameLocked(strings.ToLower(r.PathValue("username")))
+	u := s.userByNameLocked(name)
 	if u != nil {
 		u = copyUser(u)
 	}
 	s.mu.Unlock()
 	if u == nil {
-		writeErr(w, r, userNotFound())
+		writeErr(w, r, newAppError("GetUserByUsername", http.StatusNotFound, "app.user.get_by_username.app_error",
+			"Unable to find an existing account matching your username for this team. This team may require an invite from the team owner to join."))
 		return
 	}
 	writeJSON(w, http.StatusOK, u)
@@ -248,6 +255,36 @@ func (s *Server) handleGetChannelMember(w http.ResponseWriter, r *http.Request, 
 	writeJSON(w, http.StatusOK, &m)
 }
 
+// handleRemoveChannelMember handles
+// "DELETE /api/v4/channels/{channel_id}/members/{user_id}": a user leaves
+// (the fake has no admins, so only oneself can be removed).
+func (s *Server) handleRemoveChannelMember(w http.ResponseWriter, r *http.Request, me *model.User) {
+	uid := r.PathValue("user_id")
+	if !model.IsValidId(uid) {
+		writeErr(w, r, invalidURLParam("user_id"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.channelForReadLocked(r, me)
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	if uid != me.Id {
+		writeErr(w, r, forbidden("removeChannelMember"))
+		return
+	}
+	ms := s.chanMembers[c.Id]
+	for i, m := range ms {
+		if m == uid {
+			s.chanMembers[c.Id] = append(ms[:i:i], ms[i+1:]...)
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
 // handleGetPostsForChannel handles "GET /api/v4/channels/{channel_id}/posts":
 // newest first, paged, integrations stripped.
 func (s *Server) handleGetPostsForChannel(w http.ResponseWriter, r *http.Request, me *model.User) {
@@ -374,6 +411,7 @@ func (s *Server) createPostLocked(author *model.User, p *model.Post, via string)
 	if p.PendingPostId != "" && via == "api" {
 		s.pending[p.PendingPostId] = pendingPost{postID: stored.Id, at: now}
 	}
+	s.publishPostedLocked(stored)
 	return stored, nil
 }
 
@@ -426,6 +464,7 @@ func (s *Server) handleCreateEphemeralPost(w http.ResponseWriter, r *http.Reques
 		UserID: to.Id, Username: to.Username, ChannelID: c.Id, RootID: p.RootId,
 		Message: p.Message, Source: "api", Post: clonePost(p),
 	})
+	s.publishEphemeralLocked(to.Id, p)
 	writeJSON(w, http.StatusCreated, s.clientPostLocked(p))
 }
 
@@ -505,6 +544,7 @@ func (s *Server) updatePostLocked(old, received *model.Post) *model.Post {
 	}
 	n.UpdateAt = now
 	s.posts[n.Id] = n
+	s.publishEditedLocked(n)
 	return n
 }
 
@@ -686,6 +726,7 @@ func (s *Server) handleOpenDialog(w http.ResponseWriter, r *http.Request) {
 		UserID: userID, Username: u.Username, ChannelID: channelID, TriggerID: req.TriggerId,
 		URL: req.URL, Dialog: req.Dialog, OpenedAt: s.now(),
 	})
+	s.publishOpenDialogLocked(userID, req)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
 }
@@ -805,6 +846,7 @@ func (s *Server) applyCommandResponseLocked(userID, channelID string, resp *mode
 			UserID: userID, Username: u.Username, ChannelID: cid, Message: cr.Text,
 			Source: source, Post: p,
 		})
+		s.publishEphemeralLocked(userID, p)
 	}
 }
 

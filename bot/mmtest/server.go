@@ -116,6 +116,7 @@ type Server struct {
 	hookCalls   []HookCall
 	slashCalls  []SlashCall
 	requests    []Request
+	wsConns     map[*wsConn]bool
 	down        bool
 	latency     time.Duration
 	failures    []*failureRule
@@ -227,6 +228,7 @@ func New(tb testing.TB, opts ...Option) *Server {
 		dialogs:            map[string][]OpenDialog{},
 		commands:           map[string]*command{},
 		hooks:              map[string]*commandHook{},
+		wsConns:            map[*wsConn]bool{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -615,6 +617,11 @@ func (s *Server) FailNextWith(n int, f Failure) {
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	s.down = down
+	if down {
+		for c := range s.wsConns {
+			c.close()
+		}
+	}
 	s.mu.Unlock()
 	if down {
 		s.srv.CloseClientConnections()
@@ -659,6 +666,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}", auth(s.handleGetChannel))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/members", auth(s.handleGetChannelMembers))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/members/{user_id}", auth(s.handleGetChannelMember))
+	mux.HandleFunc("DELETE /api/v4/channels/{channel_id}/members/{user_id}", auth(s.handleRemoveChannelMember))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/posts", auth(s.handleGetPostsForChannel))
 	mux.HandleFunc("POST /api/v4/channels/direct", auth(s.handleCreateDirectChannel))
 	mux.HandleFunc("POST /api/v4/posts", auth(s.handleCreatePost))
@@ -669,6 +677,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v4/files", auth(s.handleUploadFile))
 	mux.HandleFunc("GET /api/v4/files/{file_id}", auth(s.handleGetFile))
 	mux.HandleFunc("POST /api/v4/actions/dialogs/submit", auth(s.handleSubmitDialog))
+	mux.HandleFunc("POST /api/v4/commands/execute", auth(s.handleExecuteCommand))
+	mux.HandleFunc("GET /api/v4/websocket", s.handleWebSocket)              // authenticates itself
 	mux.HandleFunc("POST /api/v4/actions/dialogs/open", s.handleOpenDialog) // trigger_id is the credential
 	mux.HandleFunc("GET /api/v4/config/client", s.handleClientConfig)       // public, as on a real server
 	mux.HandleFunc("POST /hooks/commands/{hook_id}", s.handleCommandHook)   // the id is the secret

@@ -349,3 +349,15 @@ func appError(status int, body []byte) *model.AppError {
 	return &model.AppError{Id: "mmreal.http_error", StatusCode: status,
 		Message: http.StatusText(status), DetailedError: string(body)}
 }
+
+// Assemble makes a World out of people on another server that speaks API v4
+// (the fake in bot/mmtest), so the same test code can drive both. Such a
+// world has no Server: provisioning methods (AddPerson, AddChannel, Join,
+// AddCommand ...) are for real servers only.
+func Assemble(url string, team *model.Team, channel *model.Channel, bot *Person, people map[string]*Person) *World {
+	w := &World{URL: strings.TrimRight(url, "/"), Team: team, Channel: channel, Bot: bot, people: map[string]*Person{}}
+	for role, p := range people {
+		w.people[role] = p
+	}
+	return w
+}
