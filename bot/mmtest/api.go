@@ -174,8 +174,11 @@ func (s *Server) writeChannelByNameLocked(w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusOK, &cc)
 }
 
-// channelForReadLocked loads {channel_id} and checks read_channel.
-func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.Channel, *model.AppError) {
+// channelForReadLocked loads {channel_id} and checks read_channel: channel
+// members only, unless public is set (read_public_channel: the channel's
+// team members may see a public channel itself, but not its members or
+// posts).
+func (s *Server) channelForReadLocked(r *http.Request, me *model.User, public bool) (*model.Channel, *model.AppError) {
 	id := r.PathValue("channel_id")
 	if !model.IsValidId(id) {
 		return nil, invalidURLParam("channel_id")
@@ -184,7 +187,7 @@ func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.C
 	if c == nil {
 		return nil, newAppError("GetChannel", http.StatusNotFound, "app.channel.get.existing.app_error", "Unable to find the existing channel.")
 	}
-	if !s.canReadChannelLocked(c, me.Id) {
+	if !s.isMemberLocked(c.Id, me.Id) && !(public && s.canReadChannelLocked(c, me.Id)) {
 		return nil, forbidden("getChannel")
 	}
 	return c, nil
@@ -194,7 +197,7 @@ func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.C
 func (s *Server) handleGetChannel(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, true)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -219,7 +222,7 @@ func (s *Server) memberLocked(channelID, userID string) model.ChannelMember {
 func (s *Server) handleGetChannelMembers(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -242,7 +245,7 @@ func (s *Server) handleGetChannelMember(w http.ResponseWriter, r *http.Request, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -266,7 +269,7 @@ func (s *Server) handleRemoveChannelMember(w http.ResponseWriter, r *http.Reques
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -290,7 +293,7 @@ func (s *Server) handleRemoveChannelMember(w http.ResponseWriter, r *http.Reques
 func (s *Server) handleGetPostsForChannel(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -676,7 +679,8 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request, me *model
 		if p := s.posts[info.PostId]; p != nil {
 			c = s.channels[p.ChannelId]
 		}
-		ok = info.CreatorId == me.Id || (c != nil && s.canReadChannelLocked(c, me.Id))
+		// read_channel on the post's channel: members only, public or not.
+		ok = info.CreatorId == me.Id || (c != nil && s.isMemberLocked(c.Id, me.Id))
 	}
 	s.mu.Unlock()
 	if f == nil {

@@ -940,8 +940,9 @@ func (s *Server) isMemberLocked(channelID, userID string) bool {
 	return false
 }
 
-// canReadChannelLocked is read_channel: a member, or a team member for a
-// public channel.
+// canReadChannelLocked is what a 6.7.2 server lets see a channel itself or
+// one post by id: a member, or (read_public_channel) a team member for a
+// public channel. Listing members or posts takes membership.
 func (s *Server) canReadChannelLocked(c *model.Channel, userID string) bool {
 	if s.isMemberLocked(c.Id, userID) {
 		return true

@@ -53,6 +53,7 @@ func Run(t *testing.T, peer Peer) {
 		{"PendingPostID", testPendingPostID},
 		{"PostsForChannel", testPostsForChannel},
 		{"Lookups", testLookups},
+		{"OutsiderReads", testOutsiderReads},
 		{"ActionRequest", testActionRequest},
 		{"UpdateMessageKeepsButtons", testUpdateKeepsOrRemovesButtons},
 		{"ClickRefusals", testClickRefusals},

@@ -377,9 +377,41 @@ func testFiles(t *testing.T, peer Peer) {
 	if err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("tech1 downloads %q, %v", b, err)
 	}
+	// Someone outside the channel cannot download it, even from a public channel.
+	_, _, err = w.Person(mmreal.Outsider).Client.GetFile(c, info.Id)
+	wantAppError(t, "outsider downloads", err, http.StatusForbidden, "api.context.permissions.app_error")
 	// A file already attached is not attached again to another post.
 	p2 := mustPost(t, bot, &model.Post{ChannelId: w.Channel.Id, Message: "again", FileIds: model.StringArray{info.Id}})
 	if len(p2.FileIds) != 0 {
 		t.Errorf("a second post took the attached file: %v", p2.FileIds)
+	}
+}
+
+// testOutsiderReads: a team member outside a public channel (the bot, when
+// approvers come from a channel it is not in) can find the channel and read
+// one post by id, but not list its members or posts.
+func testOutsiderReads(t *testing.T, peer Peer) {
+	w := peer.NewWorld(t)
+	c := ctx(t)
+	out := w.Person(mmreal.Outsider).Client
+	post := mustPost(t, w.Bot.Client, &model.Post{ChannelId: w.Channel.Id, Message: "inside"})
+
+	if ch, _, err := out.GetChannelByName(c, mmreal.ChannelName, w.Team.Id, ""); err != nil || ch.Id != w.Channel.Id {
+		t.Errorf("outsider GetChannelByName: %v", err)
+	}
+	if ch, _, err := out.GetChannelByNameForTeamName(c, mmreal.ChannelName, w.Team.Name, ""); err != nil || ch.Id != w.Channel.Id {
+		t.Errorf("outsider GetChannelByNameForTeamName: %v", err)
+	}
+	if ch, _, err := out.GetChannel(c, w.Channel.Id); err != nil || ch.Id != w.Channel.Id {
+		t.Errorf("outsider GetChannel: %v", err)
+	}
+	_, _, err := out.GetChannelMembers(c, w.Channel.Id, 0, 10, "")
+	wantAppError(t, "outsider GetChannelMembers", err, http.StatusForbidden, "api.context.permissions.app_error")
+	_, _, err = out.GetChannelMember(c, w.Channel.Id, w.Bot.ID(), "")
+	wantAppError(t, "outsider GetChannelMember", err, http.StatusForbidden, "api.context.permissions.app_error")
+	_, _, err = out.GetPostsForChannel(c, w.Channel.Id, 0, 10, "", false, false)
+	wantAppError(t, "outsider GetPostsForChannel", err, http.StatusForbidden, "api.context.permissions.app_error")
+	if p, _, err := out.GetPost(c, post.Id, ""); err != nil || p.Message != "inside" {
+		t.Errorf("outsider GetPost: %v", err)
 	}
 }
