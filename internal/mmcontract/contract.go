@@ -184,6 +184,8 @@ func card(channelID, integrationURL, approvalID string) *model.Post {
 		}
 	}
 	p := &model.Post{ChannelId: channelID, Message: "Approval request " + approvalID}
+	// ICA finds its cards again by a prop of its own.
+	p.AddProp("ica_approval_id", approvalID)
 	p.AddProp(model.PostPropsAttachments, []*model.MessageAttachment{{
 		Fallback: "Approval " + approvalID, Color: "#3AA3E3", Title: "Approval " + approvalID,
 		Text:    "Requested by someone",

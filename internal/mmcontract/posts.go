@@ -29,6 +29,9 @@ func testPostCreateAndGet(t *testing.T, peer Peer) {
 	}
 	check := func(who string, p *model.Post) {
 		t.Helper()
+		if got := p.GetProp("ica_approval_id"); got != "A-1" {
+			t.Errorf("%s: ica_approval_id = %v, want A-1", who, got)
+		}
 		if ids := actionIDs(p); !slices.Equal(ids, []string{"approve", "reject"}) {
 			t.Errorf("%s: actions %v, want [approve reject]", who, ids)
 		}
@@ -58,6 +61,13 @@ func testPostCreateAndGet(t *testing.T, peer Peer) {
 	_, _, err = w.Bot.Client.GetPost(c, model.NewId(), "")
 	if st := statusOf(err); st != http.StatusNotFound && st != http.StatusForbidden {
 		t.Errorf("unknown post: %v, want 403 or 404", err)
+	}
+
+	// A message longer than 16383 characters is refused.
+	_, _, err = w.Bot.Client.CreatePost(c, &model.Post{ChannelId: w.Channel.Id, Message: strings.Repeat("x", model.PostMessageMaxRunesV2+1)})
+	wantAppError(t, "message too long", err, http.StatusBadRequest, "")
+	if _, _, err := w.Bot.Client.CreatePost(c, &model.Post{ChannelId: w.Channel.Id, Message: strings.Repeat("é", model.PostMessageMaxRunesV2)}); err != nil {
+		t.Errorf("a message of 16383 characters: %v", err)
 	}
 
 	// A system post type cannot be made through the API.
@@ -156,6 +166,16 @@ func testPostsForChannel(t *testing.T, peer Peer) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("bot's posts newest first = %v, want %v", got, want)
+	}
+	// A card is found again by its own prop in the list.
+	in := newIntegration(t)
+	cardPost := mustPost(t, w.Bot.Client, card(w.Channel.Id, in.URL, "A-7"))
+	list, _, err := w.Bot.Client.GetPostsForChannel(c, w.Channel.Id, 0, 200, "", false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := list.Posts[cardPost.Id]; p == nil || p.GetProp("ica_approval_id") != "A-7" || len(actionIDs(p)) != 2 {
+		t.Fatalf("the card in the channel's list: %+v", p)
 	}
 	// Someone outside a private corner cannot read it: a DM between the bot
 	// and tech1 is closed to biz1.

@@ -73,6 +73,24 @@ type Server struct {
 	URL   string
 	Admin *model.Client4
 	Token string // the admin's personal access token
+
+	adminOnce sync.Once
+	admin     *model.User
+	adminErr  error
+}
+
+// adminID is the user id of the admin.
+func (s *Server) adminID(tb testing.TB) string {
+	tb.Helper()
+	s.adminOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		s.admin, _, s.adminErr = s.Admin.GetMe(ctx, "")
+	})
+	if s.adminErr != nil {
+		tb.Fatalf("mmreal: who is the admin: %v", s.adminErr)
+	}
+	return s.admin.Id
 }
 
 var (
@@ -153,6 +171,11 @@ func (s *Server) NewWorld(tb testing.TB) *World {
 	}
 	w.Team = team
 	w.Channel = w.AddChannel(tb, ChannelName)
+	// The admin who made the channel became its member: take it out, so the
+	// members are the world's people only.
+	if _, err := s.Admin.RemoveUserFromChannel(ctx, w.Channel.Id, s.adminID(tb)); err != nil {
+		tb.Fatalf("mmreal: admin leaves %s: %v", ChannelName, err)
+	}
 
 	w.Bot = w.AddBot(tb, "ica-bot")
 	w.Join(tb, w.Channel, w.Bot)
