@@ -16,7 +16,7 @@ DASHBOARD_FLAGS ?=
 DATE_PKGS ?= . ./webhooks ./bot ./scheduler ./outbox ./pipelines ./dashboard
 TEST_DATES ?= 2027-03-01T00:00:00Z 2027-02-28T12:00:00Z 2026-12-31T23:59:30Z 2027-01-31T23:59:59Z
 
-.PHONY: run test test-dates bench lint build tidy-check
+.PHONY: run test test-dates bench lint build tidy-check mattermost mattermost-stop postgres postgres-stop
 
 run:
 	$(GO) run ./cmd/ica serve
@@ -41,6 +41,24 @@ bench:
 	$(GO) run ./bench/cmd/icabench coldstart $(COLDSTART_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench dashboard $(DASHBOARD_FLAGS) || rc=1; \
 	exit $$rc
+
+# A real Mattermost 6.7.2 on loopback for the tests that need one (built once
+# into ~/.cache/ica, with a throwaway PostgreSQL unless ICA_TEST_POSTGRES is
+# set). It prints the ICA_TEST_* exports; load them into your shell with
+#   eval "$(scripts/mattermost.sh env)"
+mattermost:
+	@scripts/mattermost.sh start
+
+mattermost-stop:
+	@scripts/mattermost.sh stop
+
+# A throwaway PostgreSQL cluster for the store tests; prints ICA_TEST_POSTGRES
+# (eval "$(scripts/postgres-test.sh env)").
+postgres:
+	@scripts/postgres-test.sh start
+
+postgres-stop:
+	@scripts/postgres-test.sh stop
 
 # The date-sensitive packages at the 1st, 28 February, the 31st and just
 # before midnight UTC: a test that reads the real date fails here.

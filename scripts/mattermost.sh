@@ -21,7 +21,8 @@
 # fonts/ from it) with a generated config: loopback SiteURL on a free port,
 # its own database on the test PostgreSQL (ICA_TEST_POSTGRES, or a cluster
 # that scripts/postgres-test.sh starts for it), bot accounts, personal access
-# tokens and slash commands on, loopback integrations allowed, plugins,
+# tokens and slash commands on (user name and icon overrides off, as by
+# default and as bot/mmtest reports), loopback integrations allowed, plugins,
 # telemetry, notices, marketplace, e-mail and rate limiting off. The first
 # user becomes the system admin; its personal access token is exported as
 # ICA_TEST_MATTERMOST_TOKEN next to ICA_TEST_MATTERMOST_URL. Run-time state
@@ -185,8 +186,8 @@ start() {
     "EnableBotAccountCreation": true,
     "EnableUserAccessTokens": true,
     "EnableCommands": true,
-    "EnablePostUsernameOverride": true,
-    "EnablePostIconOverride": true,
+    "EnablePostUsernameOverride": false,
+    "EnablePostIconOverride": false,
     "EnableIncomingWebhooks": true,
     "EnableOutgoingWebhooks": true,
     "AllowedUntrustedInternalConnections": "127.0.0.1 localhost",

@@ -88,6 +88,8 @@ start() {
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || die "no postgres user: install Debian's postgresql package"
     chown postgres: "$DATA" "$SOCK" "$LOGDIR"
+    runuser -u postgres -- test -x "$DATA" ||
+      die "the postgres user cannot reach $DATA: make its parent directories world-searchable (chmod o+x)"
   fi
   local pwfile="$SOCK/pw"
   printf '%s\n' "$password" >"$pwfile"

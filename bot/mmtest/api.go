@@ -835,8 +835,10 @@ func (s *Server) applyCommandResponseLocked(userID, channelID string, resp *mode
 			p.AddProp(model.PostPropsAttachments, cr.Attachments)
 		}
 		if cr.ResponseType == model.CommandResponseTypeInChannel {
+			// Custom commands post as a webhook; user name and icon
+			// overrides are off (EnablePostUsernameOverride and
+			// EnablePostIconOverride are false, as the client config says).
 			p.AddProp("from_webhook", "true")
-			p.AddProp("override_icon_url", cr.IconURL)
 			if _, err := s.createPostLocked(u, p, source); err != nil {
 				s.tb.Logf("mmtest: in_channel reply not posted: %v", err.Message)
 			}

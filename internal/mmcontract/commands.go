@@ -67,7 +67,7 @@ func testSlashCommand(t *testing.T, peer Peer) {
 	}
 
 	// in_channel is posted as the invoking user, marked from_webhook.
-	in.answer("/slash", http.StatusOK, `{"response_type":"in_channel","text":"for everyone"}`)
+	in.answer("/slash", http.StatusOK, `{"response_type":"in_channel","text":"for everyone","username":"ICA","icon_url":"https://example.com/i.png"}`)
 	if _, _, err := tech.Command(c, w.Channel.Id, "", "/icatest status"); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,9 @@ func testSlashCommand(t *testing.T, peer Peer) {
 		return p.Message == "for everyone"
 	})
 	p := mmreal.EventPost(t, ev)
-	if p.UserId != tech.ID() || p.GetProp("from_webhook") != "true" || p.GetProp("from_bot") != nil {
+	// With user name and icon overrides off (the default), from_webhook is
+	// the only prop.
+	if p.UserId != tech.ID() || p.GetProp("from_webhook") != "true" || len(p.GetProps()) != 1 {
 		t.Errorf("in_channel post: user %s props %v", p.UserId, p.GetProps())
 	}
 
@@ -155,7 +157,7 @@ func testResponseURL(t *testing.T, peer Peer) {
 	ev := events.Next(t, wait, "in_channel follow-up", func(ev *model.WebSocketEvent) bool {
 		return ev.EventType() == model.WebsocketEventPosted && mmreal.EventPost(t, ev).Message == "export ready"
 	})
-	if p := mmreal.EventPost(t, ev); p.UserId != tech.ID() || p.GetProp("from_webhook") != "true" {
+	if p := mmreal.EventPost(t, ev); p.UserId != tech.ID() || p.GetProp("from_webhook") != "true" || len(p.GetProps()) != 1 {
 		t.Errorf("in_channel follow-up: user %s props %v", p.UserId, p.GetProps())
 	}
 	// An unknown hook.
