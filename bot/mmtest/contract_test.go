@@ -2,7 +2,9 @@ package mmtest_test
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ica-governance/ica/bot/mmtest"
 	"github.com/ica-governance/ica/internal/mmcontract"
@@ -14,7 +16,8 @@ import (
 type fakePeer struct{}
 
 func (fakePeer) NewWorld(t *testing.T) *mmreal.World {
-	mm := mmtest.New(t)
+	clock := &offsetClock{}
+	mm := mmtest.New(t, mmtest.WithClock(clock))
 	teamID := mm.AddTeam("ica")
 	chID := mm.AddChannel("ica", mmreal.ChannelName)
 	botID, botToken := mm.AddBot("ica-bot")
@@ -52,14 +55,32 @@ func (fakePeer) NewWorld(t *testing.T) *mmreal.World {
 		t.Fatalf("fake: GetChannel: %v", err)
 	}
 	w := mmreal.Assemble(mm.URL, team, ch, bot, people)
-	fakes.Store(w, mm)
+	fakes.Store(w, fakeWorld{mm: mm, clock: clock})
 	return w
 }
 
-func (fakePeer) AddCommand(t *testing.T, w *mmreal.World, trigger, url string) string {
-	mm, _ := fakes.Load(w)
-	return mm.(*mmtest.Server).AddCommand("ica", trigger, url)
+type fakeWorld struct {
+	mm    *mmtest.Server
+	clock *offsetClock
 }
+
+func fakeOf(w *mmreal.World) fakeWorld {
+	f, _ := fakes.Load(w)
+	return f.(fakeWorld)
+}
+
+func (fakePeer) AddCommand(t *testing.T, w *mmreal.World, trigger, url string) string {
+	return fakeOf(w).mm.AddCommand("ica", trigger, url)
+}
+
+// Wait moves the world's clock instead of sleeping.
+func (fakePeer) Wait(_ *testing.T, w *mmreal.World, d time.Duration) { fakeOf(w).clock.advance(d) }
+
+// offsetClock is the system clock plus what Wait has added.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // TestContract_Fake runs the Mattermost contract against the fake, so the
 // fake keeps the real server's behaviour (internal/mmreal runs the same

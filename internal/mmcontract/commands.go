@@ -65,6 +65,15 @@ func testSlashCommand(t *testing.T, peer Peer) {
 	if eph := events.NextEphemeral(t, wait); eph.Message != "ok" || eph.ChannelId != w.Channel.Id {
 		t.Errorf("ephemeral reply = %+v", eph)
 	}
+	// The command's trigger_id opens a dialog for the invoking user.
+	dialog := model.OpenDialogRequest{TriggerId: form.Get("trigger_id"), URL: in.URL + "/dialog",
+		Dialog: model.Dialog{CallbackId: "cb", Title: "Reject", Elements: []model.DialogElement{{DisplayName: "Reason", Name: "reason", Type: "text"}}}}
+	if status, err := openDialog(t, w, dialog); err != nil || status != http.StatusOK {
+		t.Fatalf("dialogs/open with a command's trigger: %d %v", status, err)
+	}
+	if d := events.NextDialog(t, wait); d.TriggerId != resp.TriggerId || d.Dialog.CallbackId != "cb" {
+		t.Errorf("open_dialog after a command: %+v", d)
+	}
 
 	// in_channel is posted as the invoking user, marked from_webhook.
 	in.answer("/slash", http.StatusOK, `{"response_type":"in_channel","text":"for everyone","username":"ICA","icon_url":"https://example.com/i.png"}`)

@@ -38,6 +38,9 @@ type Peer interface {
 	// AddCommand registers the custom slash command /trigger in the world's
 	// team, POSTing to url, and returns its token.
 	AddCommand(t *testing.T, w *mmreal.World, trigger, url string) string
+	// Wait lets d pass on the world's clock: a real server is waited for,
+	// a fake may move its clock instead.
+	Wait(t *testing.T, w *mmreal.World, d time.Duration)
 }
 
 // wait bounds every wait for an event that should come at once.
@@ -51,6 +54,7 @@ func Run(t *testing.T, peer Peer) {
 	}{
 		{"PostCreateAndGet", testPostCreateAndGet},
 		{"PendingPostID", testPendingPostID},
+		{"PendingPostIDExpires", testPendingPostIDExpires},
 		{"PostsForChannel", testPostsForChannel},
 		{"Lookups", testLookups},
 		{"OutsiderReads", testOutsiderReads},

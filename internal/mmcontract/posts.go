@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ica-governance/ica/internal/mmreal"
 	"github.com/mattermost/mattermost/server/public/model"
@@ -133,6 +134,24 @@ func testPendingPostID(t *testing.T, peer Peer) {
 	}
 	if !slices.Equal(msgs, []string{"first", "second"}) {
 		t.Fatalf("channel holds %q, want [first second]", msgs)
+	}
+}
+
+// testPendingPostIDExpires: the de-duplication lasts 30 s, counted from the
+// first create; after that the same pending_post_id makes a new post.
+func testPendingPostIDExpires(t *testing.T, peer Peer) {
+	w := peer.NewWorld(t)
+	pending := w.Bot.ID() + ":" + model.NewId()
+	first := mustPost(t, w.Bot.Client, &model.Post{ChannelId: w.Channel.Id, Message: "first", PendingPostId: pending})
+	peer.Wait(t, w, 20*time.Second)
+	if again := mustPost(t, w.Bot.Client, &model.Post{ChannelId: w.Channel.Id, Message: "again", PendingPostId: pending}); again.Id != first.Id {
+		t.Fatalf("after 20 s the repeat made a new post")
+	}
+	// The repeat did not renew the window: 31 s after the first create it is over.
+	peer.Wait(t, w, 11*time.Second)
+	later := mustPost(t, w.Bot.Client, &model.Post{ChannelId: w.Channel.Id, Message: "later", PendingPostId: pending})
+	if later.Id == first.Id || later.Message != "later" {
+		t.Fatalf("31 s after the first create, the repeat still returned the earlier post")
 	}
 }
 

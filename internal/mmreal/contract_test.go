@@ -2,6 +2,7 @@ package mmreal_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ica-governance/ica/internal/mmcontract"
 	"github.com/ica-governance/ica/internal/mmreal"
@@ -15,6 +16,8 @@ func (p realPeer) NewWorld(t *testing.T) *mmreal.World { return p.s.NewWorld(t) 
 func (realPeer) AddCommand(t *testing.T, w *mmreal.World, trigger, url string) string {
 	return w.AddCommand(t, trigger, url).Token
 }
+
+func (realPeer) Wait(_ *testing.T, _ *mmreal.World, d time.Duration) { time.Sleep(d) }
 
 // TestContract_RealServer runs the Mattermost contract (the behaviour ICA
 // relies on, which bot/mmtest imitates) against the real server.

@@ -154,9 +154,10 @@ func (p *Person) Posts(ctx context.Context, channelID string) ([]*model.Post, er
 	if err != nil {
 		return nil, err
 	}
+	// The order is newest first; posts made in the same millisecond keep it.
 	posts := make([]*model.Post, 0, len(list.Order))
-	for _, id := range list.Order {
-		posts = append(posts, list.Posts[id])
+	for i := len(list.Order) - 1; i >= 0; i-- {
+		posts = append(posts, list.Posts[list.Order[i]])
 	}
 	sort.SliceStable(posts, func(i, j int) bool { return posts[i].CreateAt < posts[j].CreateAt })
 	return posts, nil
