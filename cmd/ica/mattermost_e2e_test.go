@@ -74,6 +74,14 @@ func TestMain_MattermostEndToEnd(t *testing.T) {
 		return false
 	}, 10*time.Second, 20*time.Millisecond, "the card is posted")
 	require.Contains(t, fmt.Sprint(card.GetProps()), "month-to-date", "the card carries the budget line")
+	// The card exists in Mattermost a moment before ICA has stored its post
+	// id from the create answer; a click in between is refused as a click on
+	// a post that is not the card.
+	require.Eventually(t, func() bool {
+		_, body := call(t, "GET", base+"/api/v1/approvals/"+id, testToken, "")
+		c, _ := body["card"].(map[string]any)
+		return c["post_id"] == card.Id
+	}, 10*time.Second, 20*time.Millisecond, "ICA records the card's post id")
 
 	res, err := mm.Click(card.Id, "approvetechnical", "tech1")
 	require.NoError(t, err)
