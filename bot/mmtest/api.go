@@ -865,3 +865,13 @@ func sortedIDs[V any](m map[string]V) []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// isAlphanumeric reports whether s is one or more ASCII letters and digits.
+func isAlphanumeric(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -114,6 +114,10 @@ func (s *Server) doAction(ctx context.Context, userID, postID, actionID, selecte
 		return res
 	}
 
+	if !isAlphanumeric(actionID) {
+		// The real route only matches [A-Za-z0-9]+: anything else is no page at all.
+		return fail(newAppError("", http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page."))
+	}
 	s.mu.Lock()
 	u := s.users[userID]
 	post := s.posts[postID]

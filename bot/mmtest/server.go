@@ -682,9 +682,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v4/actions/dialogs/open", s.handleOpenDialog) // trigger_id is the credential
 	mux.HandleFunc("GET /api/v4/config/client", s.handleClientConfig)       // public, as on a real server
 	mux.HandleFunc("POST /hooks/commands/{hook_id}", s.handleCommandHook)   // the id is the secret
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeAppError(w, r, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.", "")
-	})
+	mux.HandleFunc("/", writeNotFoundPage)
 	return s.middleware(mux)
 }
 
@@ -824,6 +822,13 @@ type appError struct {
 	DetailedError string `json:"detailed_error"`
 	RequestID     string `json:"request_id"`
 	StatusCode    int    `json:"status_code"`
+}
+
+// writeNotFoundPage is a real server's answer to a path (or method) it has
+// no route for.
+func writeNotFoundPage(w http.ResponseWriter, r *http.Request) {
+	writeAppError(w, r, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.",
+		"There doesn't appear to be an api call for the url='"+r.URL.Path+"'.  Typo? are you missing a team_id or user_id as part of the url?")
 }
 
 func writeAppError(w http.ResponseWriter, r *http.Request, status int, id, msg, detail string) {

@@ -183,7 +183,7 @@ func testClickRefusals(t *testing.T, peer Peer) {
 	wantAppError(t, "post without buttons", err, http.StatusNotFound, "api.post.do_action.action_id.app_error")
 	// Action ids are letters and digits: anything else is not even routed.
 	_, err = tech.Click(c, post.Id, "approve_technical")
-	wantAppError(t, "action id with an underscore", err, http.StatusNotFound, "")
+	wantAppError(t, "action id with an underscore", err, http.StatusNotFound, "api.context.404.app_error")
 	if n := len(in.got("/actions/approve")); n != 0 {
 		t.Errorf("refused clicks reached the integration %d times", n)
 	}
