@@ -323,6 +323,28 @@ func (w *World) AddCommand(tb testing.TB, trigger, url string) *model.Command {
 	return cmd
 }
 
+// ICAEnv returns the settings that point an ICA at this world: the server,
+// the bot's token, the team and channel, tech1 and biz1 as the technical and
+// business approvers. Add ICA_ADDR, ICA_PUBLIC_URL, ICA_SLASH_TOKENS (from
+// AddCommand) and the rest as the test needs.
+func (w *World) ICAEnv() map[string]string {
+	env := map[string]string{
+		"ICA_MATTERMOST_URL":   w.URL,
+		"ICA_MATTERMOST_TOKEN": w.Bot.Token,
+		"ICA_MATTERMOST_TEAM":  w.Team.Name,
+		"ICA_APPROVAL_CHANNEL": w.Channel.Name,
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p := w.people[Tech1]; p != nil {
+		env["ICA_TECH_APPROVERS"] = p.Username()
+	}
+	if p := w.people[Biz1]; p != nil {
+		env["ICA_BUSINESS_APPROVERS"] = p.Username()
+	}
+	return env
+}
+
 // SigningKey returns the server's public key for trigger ids, as published
 // under AsymmetricSigningPublicKey in /api/v4/config/client?format=old.
 func (w *World) SigningKey(tb testing.TB) string {
