@@ -18,6 +18,11 @@
 //	... start ICA with mm.URL and botToken ...
 //	res, err := mm.Click(cardID, "approve", "tech1")
 //
+// People's clients can also reach it over HTTP and its websocket, as on a
+// real server (internal/mmreal.Person works against both), and the contract
+// suite in internal/mmcontract runs the same checks against the fake and a
+// real Mattermost 6.7.2, so the fake cannot drift from it unnoticed.
+//
 // Everything is safe for concurrent use.
 package mmtest
 
