@@ -356,13 +356,18 @@ func (s *Server) handleCreatePost(w http.ResponseWriter, r *http.Request, me *mo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := len(s.posts)
 	created, appErr := s.createPostLocked(me, &p, "api")
 	if appErr != nil {
 		writeErr(w, r, appErr)
 		return
 	}
 	out := s.clientPostLocked(created)
-	out.PendingPostId = p.PendingPostId
+	if len(s.posts) > n {
+		// A new post echoes the pending_post_id; a de-duplicated one comes
+		// back as stored, without it.
+		out.PendingPostId = p.PendingPostId
+	}
 	writeJSON(w, http.StatusCreated, out)
 }
 

@@ -98,6 +98,10 @@ func testPendingPostID(t *testing.T, peer Peer) {
 	if again.Id != first.Id || again.Message != "first" {
 		t.Fatalf("repeat create returned %s %q, want the earlier post %s \"first\"", again.Id, again.Message, first.Id)
 	}
+	// The earlier post comes back as stored: without a pending_post_id.
+	if again.PendingPostId != "" {
+		t.Errorf("de-duplicated answer pending_post_id = %q, want empty", again.PendingPostId)
+	}
 
 	// The same pending_post_id in another channel (a DM) still answers the
 	// earlier post, in the first channel.
