@@ -418,7 +418,10 @@ func testFiles(t *testing.T, peer Peer) {
 	if err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("tech1 downloads %q, %v", b, err)
 	}
-	// Someone outside the channel cannot download it, even from a public channel.
+	// Someone outside the channel can neither upload to it nor download
+	// from it, even a public one.
+	_, _, err = w.Person(mmreal.Outsider).Client.UploadFile(c, data, w.Channel.Id, "x.csv")
+	wantAppError(t, "outsider uploads", err, http.StatusForbidden, "api.context.permissions.app_error")
 	_, _, err = w.Person(mmreal.Outsider).Client.GetFile(c, info.Id)
 	wantAppError(t, "outsider downloads", err, http.StatusForbidden, "api.context.permissions.app_error")
 	// A file already attached is not attached again to another post.
