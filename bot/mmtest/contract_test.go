@@ -28,8 +28,6 @@ func (fakePeer) NewWorld(t *testing.T) *mmreal.World {
 	mm.Join(mmreal.ChannelName, "ica-bot", mmreal.Tech1, mmreal.Biz1, mmreal.Requester)
 	mm.JoinTeam("ica", mmreal.Outsider)
 
-	admin := model.NewAPIv4Client(mm.URL)
-	admin.SetToken(botToken)
 	get := func(username, token string) *mmreal.Person {
 		c := model.NewAPIv4Client(mm.URL)
 		c.SetToken(token)
@@ -46,11 +44,11 @@ func (fakePeer) NewWorld(t *testing.T) *mmreal.World {
 	if bot.ID() != botID {
 		t.Fatalf("fake: bot id %s vs %s", bot.ID(), botID)
 	}
-	team, _, err := admin.GetTeam(t.Context(), teamID, "")
-	if err != nil {
-		team = &model.Team{Id: teamID, Name: "ica"}
+	team, _, err := bot.Client.GetTeamByName(t.Context(), "ica", "")
+	if err != nil || team.Id != teamID {
+		t.Fatalf("fake: GetTeamByName: %v", err)
 	}
-	ch, _, err := admin.GetChannel(t.Context(), chID)
+	ch, _, err := bot.Client.GetChannel(t.Context(), chID)
 	if err != nil {
 		t.Fatalf("fake: GetChannel: %v", err)
 	}
