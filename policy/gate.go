@@ -10,17 +10,7 @@ import (
 // Evidence is a deployment to the required target that a promotion relies
 // on: the run that deployed the same commit there through a used approval,
 // and its deployment report.
-type Evidence struct {
-	Target         string    `json:"target"`
-	RunID          string    `json:"run_id"`
-	ApprovalID     string    `json:"approval_id"`
-	Commit         string    `json:"commit"`
-	ArtifactDigest string    `json:"artifact_digest,omitempty"`
-	Result         string    `json:"result"`
-	DeployedAt     time.Time `json:"deployed_at"`
-	// LedgerSeq is the ledger entry of the deployment report.
-	LedgerSeq uint64 `json:"ledger_seq"`
-}
+type Evidence = ica.Deployment
 
 // Facts are what the store knows about one approval when its gate is judged.
 type Facts struct {

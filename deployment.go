@@ -1,0 +1,102 @@
+package ica
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// EventDeployment is the event type of a deployment report:
+// POST /api/v1/runs/{run_id}/events {"event_type": "deployment",
+// "event_data": {"target": "staging", "result": "succeeded"}}. It is the
+// evidence that promotion from staging relies on, and it releases the
+// deployment lock the run holds for that target.
+const EventDeployment = "deployment"
+
+// Deployment results.
+const (
+	DeploySucceeded = "succeeded"
+	DeployFailed    = "failed"
+)
+
+// DeploymentReport is the event data of a deployment report.
+type DeploymentReport struct {
+	Target string `json:"target"`
+	Result string `json:"result"`
+}
+
+// ParseDeploymentReport reads and checks the event data of a deployment
+// report, naming the bad field.
+func ParseDeploymentReport(data json.RawMessage) (*DeploymentReport, error) {
+	var r DeploymentReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, FieldErrorf(EINVALID, "event_data", "a deployment report's event_data must be {\"target\": \"staging\", \"result\": \"succeeded\"}")
+	}
+	switch r.Target {
+	case TargetStaging, TargetProduction:
+	case "":
+		return nil, FieldErrorf(EINVALID, "event_data.target", "a deployment report needs event_data.target (staging or production)")
+	default:
+		return nil, FieldErrorf(EINVALID, "event_data.target", "event_data.target %q is not staging or production", r.Target)
+	}
+	switch r.Result {
+	case DeploySucceeded, DeployFailed:
+	case "":
+		return nil, FieldErrorf(EINVALID, "event_data.result", "a deployment report needs event_data.result (succeeded or failed)")
+	default:
+		return nil, FieldErrorf(EINVALID, "event_data.result", "event_data.result %q is not succeeded or failed", r.Result)
+	}
+	return &r, nil
+}
+
+// ValidCommitParam checks a commit that a caller names to prove what it
+// deploys (a query or body value): 7 to 64 hexadecimal characters.
+func ValidCommitParam(field, v string) error {
+	if !commitPattern.MatchString(v) {
+		return FieldErrorf(EINVALID, field, "%s must be 7 to 64 hexadecimal characters (a commit id)", field)
+	}
+	return nil
+}
+
+// ValidDigestParam checks an artifact digest a caller names (sha256:<hex>).
+func ValidDigestParam(field, v string) error {
+	if !digestPattern.MatchString(v) {
+		return FieldErrorf(EINVALID, field, "%s must look like sha256:<hex>", field)
+	}
+	return nil
+}
+
+// CommitCovers reports whether the commit a caller names is the one a run
+// recorded. A full id (40 or more characters) must equal it; a shorter one
+// matches only a run that recorded a full SHA (40 or 64 characters) as its
+// prefix, since a short id recorded by the run proves nothing.
+func CommitCovers(recorded, asked string) bool {
+	r, a := strings.ToLower(recorded), strings.ToLower(asked)
+	if len(a) >= 40 {
+		return r == a
+	}
+	return (len(r) == 40 || len(r) == 64) && strings.HasPrefix(r, a)
+}
+
+// Coverage checks that an approval covers the deployment a caller names:
+// its run, commit and artifact digest (each optional). It returns "" when
+// it does, else what differs.
+func (a *Approval) Coverage(runID, commit, digest string) string {
+	if runID != "" && runID != a.RunID {
+		return "approval " + a.ID + " is for run " + a.RunID + ", not run " + runID
+	}
+	if commit != "" && !CommitCovers(a.Commit, commit) {
+		if len(commit) < 40 && len(a.Commit) != 40 && len(a.Commit) != 64 {
+			return "commit " + commit + " is a short id and run " + a.RunID + " recorded no full commit SHA to compare it with; send the full SHA"
+		}
+		return "commit " + commit + " is not the approved commit " + a.Commit
+	}
+	if digest != "" {
+		if a.ArtifactDigest == "" {
+			return "run " + a.RunID + " recorded no artifact digest, so approval " + a.ID + " does not cover artifact " + digest
+		}
+		if !strings.EqualFold(digest, a.ArtifactDigest) {
+			return "artifact digest " + digest + " is not the approved digest " + a.ArtifactDigest
+		}
+	}
+	return ""
+}
