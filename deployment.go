@@ -100,3 +100,17 @@ func (a *Approval) Coverage(runID, commit, digest string) string {
 	}
 	return ""
 }
+
+// Refusal is an error whose answer carries more than the error document:
+// the gate's verdict (can_deploy, waiting_for, opens_at, …) or covers:
+// false. It unwraps to its *Error, so ErrorCode and ErrorMessage see it.
+type Refusal struct {
+	Err     *Error
+	Details map[string]any
+}
+
+// Error implements error.
+func (r *Refusal) Error() string { return r.Err.Error() }
+
+// Unwrap returns the *Error.
+func (r *Refusal) Unwrap() error { return r.Err }
