@@ -206,12 +206,16 @@ func (s *Store) factsTx(tx Tx, now time.Time, pol *policy.Compiled, a *ica.Appro
 	}
 	if withLock && tr.Exclusive() {
 		key := tr.LockKey(a.PipelineName)
-		if l, err := getLock(tx, key); err != nil {
+		l, err := getLock(tx, key)
+		if err != nil {
 			return f, nil, err
-		} else if l != nil && l.RunID != a.RunID && now.Before(l.ExpiresAt) {
+		}
+		if l != nil && l.RunID != a.RunID && now.Before(l.ExpiresAt) {
 			f.LockHolder, f.LockUntil = l.RunID, l.ExpiresAt
 		}
-		if f.LockHolder == "" {
+		// The holder, and a run that used its approval already, wait for
+		// nobody in the queue.
+		if f.LockHolder == "" && a.Use == nil && (l == nil || l.RunID != a.RunID) {
 			if f.QueuedBehind, err = s.queuedBehindTx(tx, now, pol, a, key); err != nil {
 				return f, nil, err
 			}
