@@ -105,7 +105,7 @@ func TestStore_RecordPolicy(t *testing.T) {
 	cur, err := ps.s.CurrentPolicy(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "first policy recorded", cur.Changes[0])
-	require.Contains(t, cur.Changes, `approval.targets.production.branches: added ["refs/heads/main"]`)
+	require.Contains(t, cur.Changes[1], `approval.targets.production: added {"branches":["refs/heads/main"]`)
 	n := ps.s.LedgerEntries()
 	_, changed, err := ps.s.RecordPolicy(ctx, cur.Policy, "reload", "tester")
 	require.NoError(t, err)
