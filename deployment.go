@@ -114,3 +114,28 @@ func (r *Refusal) Error() string { return r.Err.Error() }
 
 // Unwrap returns the *Error.
 func (r *Refusal) Unwrap() error { return r.Err }
+
+// UseRequest is the body of POST /api/v1/approvals/{id}/use: the pipeline's
+// last call before it deploys, naming what it deploys.
+type UseRequest struct {
+	RunID          string `json:"run_id"`
+	Commit         string `json:"commit"`
+	ArtifactDigest string `json:"artifact_digest,omitempty"`
+}
+
+// Validate checks a use request and names the first bad field.
+func (u *UseRequest) Validate() error {
+	if err := ValidID("run_id", u.RunID); err != nil {
+		return err
+	}
+	if u.Commit == "" {
+		return FieldErrorf(EINVALID, "commit", "commit is required: the commit about to be deployed")
+	}
+	if err := ValidCommitParam("commit", u.Commit); err != nil {
+		return err
+	}
+	if u.ArtifactDigest != "" {
+		return ValidDigestParam("artifact_digest", u.ArtifactDigest)
+	}
+	return nil
+}

@@ -67,7 +67,21 @@ type Verdict struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Overrode lists the rules a break-glass bypass overrides now.
 	Overrode []string `json:"overrode,omitempty"`
-	Checks   []Check  `json:"-"`
+	// PolicyHash is the recorded policy the verdict was reached under.
+	PolicyHash string  `json:"policy_hash,omitempty"`
+	Checks     []Check `json:"-"`
+}
+
+// Explanation is every rule's verdict for one run's deployment to a
+// target (ica policy explain).
+type Explanation struct {
+	RunID      string  `json:"run_id"`
+	Target     string  `json:"target"`
+	ApprovalID string  `json:"approval_id,omitempty"`
+	Status     string  `json:"status"`
+	PolicyHash string  `json:"policy_hash,omitempty"`
+	Verdict    Verdict `json:"verdict"`
+	Checks     []Check `json:"checks"`
 }
 
 func tp(t time.Time) *time.Time { t = t.UTC(); return &t }

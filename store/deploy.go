@@ -28,31 +28,6 @@ func getLock(tx Tx, key string) (*deployLock, error) {
 	return getJSON[deployLock](tx.Bucket(bucketDeployLocks), []byte(key))
 }
 
-// UseRequest is the body of POST /api/v1/approvals/{id}/use: the pipeline's
-// last call before it deploys.
-type UseRequest struct {
-	RunID          string `json:"run_id"`
-	Commit         string `json:"commit"`
-	ArtifactDigest string `json:"artifact_digest,omitempty"`
-}
-
-// Validate checks a use request and names the first bad field.
-func (u *UseRequest) Validate() error {
-	if err := ica.ValidID("run_id", u.RunID); err != nil {
-		return err
-	}
-	if u.Commit == "" {
-		return ica.FieldErrorf(ica.EINVALID, "commit", "commit is required: the commit about to be deployed")
-	}
-	if err := ica.ValidCommitParam("commit", u.Commit); err != nil {
-		return err
-	}
-	if u.ArtifactDigest != "" {
-		return ica.ValidDigestParam("artifact_digest", u.ArtifactDigest)
-	}
-	return nil
-}
-
 // NotCovered is the refusal of a use or read that names a deployment the
 // approval does not authorise (409, covers: false).
 func NotCovered(a *ica.Approval, why string) error {
@@ -85,7 +60,7 @@ func closedGate(a *ica.Approval, g *Gate) error {
 // approval covers this run, commit and digest, judges every rule now, takes
 // the deployment lock, and records the use. A repeat by the same run is
 // harmless. A refusal changes nothing.
-func (s *Store) UseApproval(ctx context.Context, id string, in *UseRequest, actor string) (a *ica.Approval, g *Gate, err error) {
+func (s *Store) UseApproval(ctx context.Context, id string, in *ica.UseRequest, actor string) (a *ica.Approval, g *Gate, err error) {
 	if err := ica.ValidID("approval_id", id); err != nil {
 		return nil, nil, err
 	}
@@ -119,7 +94,8 @@ func (s *Store) useTx(tx Tx, st *txState, a *ica.Approval, commit, digest, actor
 		return nil, nil, err
 	}
 	v := tr.Evaluate(f)
-	g := &Gate{Verdict: v, PolicyHash: hash, Checks: v.Checks}
+	v.PolicyHash = hash
+	g := &v
 	if !v.CanDeploy {
 		return nil, nil, closedGate(a, g)
 	}

@@ -173,12 +173,7 @@ func (s *Store) policyTx(tx Tx) (*policy.Compiled, string, error) {
 
 // Gate is what the gate says about an approval now, under the policy in
 // force.
-type Gate struct {
-	policy.Verdict
-	PolicyHash string `json:"policy_hash,omitempty"`
-	// Checks are every rule's verdict (ica policy explain).
-	Checks []policy.Check `json:"checks,omitempty"`
-}
+type Gate = policy.Verdict
 
 // factsTx gathers what the gate of a needs to know. Without withLock the
 // lock and queue are left out (is the approval otherwise deployable?).
@@ -235,7 +230,8 @@ func (s *Store) gateTx(tx Tx, now time.Time, a *ica.Approval) (*Gate, error) {
 		return nil, err
 	}
 	v := tr.Evaluate(f)
-	return &Gate{Verdict: v, PolicyHash: hash, Checks: v.Checks}, nil
+	v.PolicyHash = hash
+	return &v, nil
 }
 
 // ApprovalGate returns an approval and what its gate says now. It changes
@@ -257,20 +253,9 @@ func (s *Store) ApprovalGate(ctx context.Context, id string) (*ica.Approval, *Ga
 	return a, g, err
 }
 
-// Explanation is every rule's verdict for a run and a target.
-type Explanation struct {
-	RunID      string         `json:"run_id"`
-	Target     string         `json:"target"`
-	ApprovalID string         `json:"approval_id,omitempty"`
-	Status     string         `json:"status"`
-	PolicyHash string         `json:"policy_hash,omitempty"`
-	Verdict    policy.Verdict `json:"verdict"`
-	Checks     []policy.Check `json:"checks"`
-}
-
 // Explain judges every rule for a run's deployment to a target: for its
 // newest approval to that target, or as if it asked now.
-func (s *Store) Explain(ctx context.Context, runID, target string) (*Explanation, error) {
+func (s *Store) Explain(ctx context.Context, runID, target string) (*policy.Explanation, error) {
 	if err := ica.ValidID("run_id", runID); err != nil {
 		return nil, err
 	}
@@ -279,7 +264,7 @@ func (s *Store) Explain(ctx context.Context, runID, target string) (*Explanation
 	default:
 		return nil, ica.FieldErrorf(ica.EINVALID, "target", "target %q is not staging or production", target)
 	}
-	var out *Explanation
+	var out *policy.Explanation
 	err := s.view(func(tx Tx) error {
 		r, err := mustRun(tx, runID)
 		if err != nil {
@@ -302,7 +287,7 @@ func (s *Store) Explain(ctx context.Context, runID, target string) (*Explanation
 			return err
 		}
 		v := tr.Evaluate(f)
-		out = &Explanation{RunID: runID, Target: target, Status: a.Status, PolicyHash: hash, Verdict: v, Checks: v.Checks}
+		out = &policy.Explanation{RunID: runID, Target: target, Status: a.Status, PolicyHash: hash, Verdict: v, Checks: v.Checks}
 		if a.CreatedAt.IsZero() {
 			out.Status = "not requested"
 		} else {

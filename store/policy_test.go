@@ -81,7 +81,7 @@ func (ps *pstore) approved(run, target string) *ica.Approval {
 }
 
 func (ps *pstore) use(a *ica.Approval) (*ica.Approval, error) {
-	u, _, err := ps.s.UseApproval(context.Background(), a.ID, &store.UseRequest{RunID: a.RunID, Commit: fullSHA}, "ado")
+	u, _, err := ps.s.UseApproval(context.Background(), a.ID, &ica.UseRequest{RunID: a.RunID, Commit: fullSHA}, "ado")
 	return u, err
 }
 
@@ -155,7 +155,7 @@ func TestStore_Use_CoverageAndRepeat(t *testing.T) {
 	a := ps.approved("r1", "production")
 	ctx := context.Background()
 	n := ps.s.LedgerEntries()
-	for _, in := range []*store.UseRequest{
+	for _, in := range []*ica.UseRequest{
 		{RunID: "r2", Commit: fullSHA},
 		{RunID: "r1", Commit: "abcdef0"},
 		{RunID: "r1", Commit: fullSHA, ArtifactDigest: "sha256:" + strings.Repeat("a", 64)},
@@ -164,7 +164,7 @@ func TestStore_Use_CoverageAndRepeat(t *testing.T) {
 		require.Equal(t, ica.ECONFLICT, ica.ErrorCode(err), "%+v", in)
 		require.Equal(t, false, details(t, err)["covers"])
 	}
-	for field, in := range map[string]*store.UseRequest{
+	for field, in := range map[string]*ica.UseRequest{
 		"run_id":          {Commit: fullSHA},
 		"commit":          {RunID: "r1", Commit: "xyz"},
 		"artifact_digest": {RunID: "r1", Commit: fullSHA, ArtifactDigest: "md5:1"},
@@ -178,7 +178,7 @@ func TestStore_Use_CoverageAndRepeat(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, u.Use)
 	require.Equal(t, n+1, ps.s.LedgerEntries())
-	u2, _, err := ps.s.UseApproval(ctx, a.ID, &store.UseRequest{RunID: "r1", Commit: fullSHA[:7]}, "ado")
+	u2, _, err := ps.s.UseApproval(ctx, a.ID, &ica.UseRequest{RunID: "r1", Commit: fullSHA[:7]}, "ado")
 	require.NoError(t, err, "a repeat by the same run is harmless")
 	require.Equal(t, u.Use.At, u2.Use.At)
 	require.Equal(t, n+1, ps.s.LedgerEntries())
@@ -265,7 +265,7 @@ func TestStore_ExclusiveLock_Race(t *testing.T) {
 		}
 	}
 	g1, g2 := ps.gate(as[0].ID), ps.gate(as[1].ID)
-	require.True(t, g1.CanDeploy != g2.CanDeploy, "exactly one holds the lock: %+v %+v", g1.Verdict, g2.Verdict)
+	require.True(t, g1.CanDeploy != g2.CanDeploy, "exactly one holds the lock: %+v %+v", *g1, *g2)
 	holder, waiter := as[0], as[1]
 	gw := g2
 	if g2.CanDeploy {
