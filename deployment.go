@@ -139,3 +139,10 @@ func (u *UseRequest) Validate() error {
 	}
 	return nil
 }
+
+// NotCovered is the refusal of a read or use that names a deployment the
+// approval does not authorise (409, covers: false). It changes nothing.
+func NotCovered(a *Approval, why string) error {
+	return &Refusal{Err: Errorf(ECONFLICT, "approval %s does not cover this deployment: %s", a.ID, why),
+		Details: map[string]any{"covers": false, "can_deploy": false, "approval_id": a.ID}}
+}

@@ -28,13 +28,6 @@ func getLock(tx Tx, key string) (*deployLock, error) {
 	return getJSON[deployLock](tx.Bucket(bucketDeployLocks), []byte(key))
 }
 
-// NotCovered is the refusal of a use or read that names a deployment the
-// approval does not authorise (409, covers: false).
-func NotCovered(a *ica.Approval, why string) error {
-	return &ica.Refusal{Err: ica.Errorf(ica.ECONFLICT, "approval %s does not cover this deployment: %s", a.ID, why),
-		Details: map[string]any{"covers": false, "can_deploy": false, "approval_id": a.ID}}
-}
-
 // closedGate is the refusal of a use while the gate is shut (409,
 // can_deploy: false, waiting_for …).
 func closedGate(a *ica.Approval, g *Gate) error {
@@ -74,7 +67,7 @@ func (s *Store) UseApproval(ctx context.Context, id string, in *ica.UseRequest, 
 			return err
 		}
 		if why := cur.Coverage(in.RunID, in.Commit, in.ArtifactDigest); why != "" {
-			return NotCovered(cur, why)
+			return ica.NotCovered(cur, why)
 		}
 		a, g, err = s.useTx(tx, st, cur, in.Commit, in.ArtifactDigest, actor, "api")
 		return err
