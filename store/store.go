@@ -388,7 +388,12 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 
 // VerifyBackup opens a backup read-only and walks its hash chain; it does not
 // check checkpoint keys (a backup may be verified without the signing key).
-func VerifyBackup(path string) error {
+func VerifyBackup(path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backup %s is corrupted (%v)", path, r)
+		}
+	}()
 	eng, err := openBoltEngine(path, time.Second, true)
 	if err != nil {
 		return err

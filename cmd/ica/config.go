@@ -14,6 +14,7 @@ import (
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/alerts"
 	"github.com/ica-governance/ica/freeze"
+	"github.com/ica-governance/ica/policy"
 	"github.com/ica-governance/ica/webhooks"
 )
 
@@ -26,6 +27,9 @@ type Token struct {
 	Name   string `yaml:"name"`
 	SHA256 string `yaml:"sha256,omitempty"`
 	Token  string `yaml:"token,omitempty"`
+	// Pipelines limits the token to these pipelines (empty: any; a check
+	// token must name some) (policy.go).
+	Pipelines []string `yaml:"pipelines,omitempty"`
 }
 
 // TargetPolicy is the approval policy of one deployment target.
@@ -38,15 +42,21 @@ type TargetPolicy struct {
 	TechnicalChannel   string        `yaml:"technical_channel"`
 	BusinessChannel    string        `yaml:"business_channel"`
 	CommentOnApprove   bool          `yaml:"comment_on_approve"`
+	// The deployment rules: branches, windows, blackouts, the lock, N of M,
+	// promotion (policy.Rules).
+	policy.Rules `yaml:",inline"`
 }
 
 // Config is the whole configuration: the YAML file, then the environment.
 type Config struct {
-	Addr             string  `yaml:"addr"`
-	DataDir          string  `yaml:"data_dir"`
-	PublicURL        string  `yaml:"public_url"`
-	LogLevel         string  `yaml:"log_level"`
-	PipelineTokens   []Token `yaml:"pipeline_tokens"`
+	Addr           string  `yaml:"addr"`
+	DataDir        string  `yaml:"data_dir"`
+	PublicURL      string  `yaml:"public_url"`
+	LogLevel       string  `yaml:"log_level"`
+	PipelineTokens []Token `yaml:"pipeline_tokens"`
+	// CheckTokens are REST-check tokens: they request and read approvals of
+	// their pipelines, nothing else (ICA_CHECK_TOKENS).
+	CheckTokens      []Token `yaml:"check_tokens"`
 	BreakGlassTokens []Token `yaml:"breakglass_tokens"`
 	AdminTokens      []Token `yaml:"admin_tokens"`
 	RateLimit        float64 `yaml:"rate_limit"`
@@ -56,6 +66,7 @@ type Config struct {
 	Approval struct {
 		Timeout          time.Duration           `yaml:"timeout"`
 		ReminderBefore   time.Duration           `yaml:"reminder_before"`
+		UseWindow        time.Duration           `yaml:"use_window"`
 		FinanceApprovers []string                `yaml:"finance_approvers"`
 		Targets          map[string]TargetPolicy `yaml:"targets"`
 	} `yaml:"approval"`
@@ -142,6 +153,7 @@ func defaultConfig() *Config {
 	c := &Config{Addr: "127.0.0.1:8080", DataDir: "./data", LogLevel: "info", RateLimit: 50}
 	c.Approval.Timeout = 4 * time.Hour
 	c.Approval.ReminderBefore = time.Hour
+	c.Approval.UseWindow = policy.DefaultUseWindow
 	c.Budget.Threshold = 0.95
 	c.Budget.FinanceThreshold = 5000
 	c.Mattermost.ApprovalChannel = "deployments"
@@ -226,7 +238,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("ICA_ENTRA_ALLOWED_APP_IDS", &c.Entra.AllowedAppIDs)
 	list("ICA_ENTRA_ALLOWED_OBJECT_IDS", &c.Entra.AllowedOIDs)
 	list("ICA_ENTRA_ALLOWED_ROLES", &c.Entra.AllowedRoles)
-	for env, dst := range map[string]*[]Token{"ICA_PIPELINE_TOKENS": &c.PipelineTokens,
+	for env, dst := range map[string]*[]Token{"ICA_PIPELINE_TOKENS": &c.PipelineTokens, "ICA_CHECK_TOKENS": &c.CheckTokens,
 		"ICA_BREAKGLASS_TOKENS": &c.BreakGlassTokens, "ICA_ADMIN_TOKENS": &c.AdminTokens,
 		"ICA_INCIDENT_COMMANDER_TOKENS": &c.Alerts.CommanderTokens} {
 		if v := getenv(env); v != "" {
@@ -265,8 +277,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	for env, dst := range map[string]*time.Duration{"ICA_APPROVAL_TIMEOUT": &c.Approval.Timeout,
-		"ICA_COST_SYNC_INTERVAL": &c.Cost.Interval,
-		"ICA_REMINDER_BEFORE":    &c.Approval.ReminderBefore} {
+		"ICA_APPROVAL_USE_WINDOW": &c.Approval.UseWindow,
+		"ICA_COST_SYNC_INTERVAL":  &c.Cost.Interval,
+		"ICA_REMINDER_BEFORE":     &c.Approval.ReminderBefore} {
 		if v := getenv(env); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -288,7 +301,9 @@ func splitList(v string) []string {
 	return out
 }
 
-// parseTokenList reads "name=secret,name2=secret2". The error never repeats a secret.
+// parseTokenList reads "name=secret,name2=secret2"; in ICA_PIPELINE_TOKENS
+// and ICA_CHECK_TOKENS "name=secret@p1|p2" limits a token to pipelines p1
+// and p2 (the last "@" separates them). The error never repeats a secret.
 func parseTokenList(env, v string) ([]Token, error) {
 	var out []Token
 	for i, part := range strings.Split(v, ",") {
@@ -300,7 +315,13 @@ func parseTokenList(env, v string) ([]Token, error) {
 		if !ok || strings.TrimSpace(name) == "" || secret == "" {
 			return nil, fmt.Errorf("%s: entry %d is not name=secret", env, i+1)
 		}
-		out = append(out, Token{Name: strings.TrimSpace(name), Token: secret})
+		t := Token{Name: strings.TrimSpace(name), Token: secret}
+		if env == "ICA_PIPELINE_TOKENS" || env == "ICA_CHECK_TOKENS" {
+			if t.Token, t.Pipelines = splitSecretScope(secret); t.Token == "" {
+				return nil, fmt.Errorf("%s: entry %d has no secret before \"@\"", env, i+1)
+			}
+		}
+		out = append(out, t)
 	}
 	return out, nil
 }
@@ -363,7 +384,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("approval.targets: unknown target %q (staging or production)", t)
 		}
 	}
-	return nil
+	return c.validatePolicy()
 }
 
 // target returns the effective policy of a deployment target.

@@ -40,11 +40,14 @@ Usage:
                                      signed audit export (works while serving)
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
+  ica policy apply FILE|show|explain --run ID [--target T]
+                                     record the deployment policy; print it; each rule's verdict for a run
   ica version                        print the version
 
 Pipeline client (in Azure Pipelines steps; ICA_URL and ICA_TOKEN or a managed identity):
   ica run start|event|finish         record the run (reads the predefined variables)
-  ica approval request|wait          ask for approval, wait for the decision
+  ica approval request|wait|void     ask for approval; wait for the gate and use it; void it
+  ica run deployed --target T        report a deployment (promotion evidence; releases the lock)
 
 Every setting can come from the environment (ICA_…); see ica config example.
 `
@@ -84,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdHealth(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, os.Stdin, stdout)
+	case "policy":
+		err = cmdPolicy(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ica", version)
 		return 0

@@ -104,6 +104,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		ObserveCommit:      func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
 		ReleaseMappedEvery: time.Second,
 		Gates:              []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
+		Freeze:             freezeFacts(fz),
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
 	})
@@ -121,7 +122,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
 
-	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
+	// The deployment policy in force (policy.go).
+	pol, err := startPolicy(ctx, st, cfg, orDefault(*configPath, "the environment")+" at start", log)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("deployment policy: %w", err)
+	}
+	pipelineTokens, err := hashedTokens("pipeline token", append(append([]Token{}, cfg.PipelineTokens...), cfg.CheckTokens...))
 	if err != nil {
 		st.Close()
 		return err
@@ -139,9 +146,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		st.Close()
 		return err
 	}
+	pipelines.WithScopes(cfg.tokenScopes())
 	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold}
 	deps := webhooks.Deps{Ledger: st, Costs: costs, Checks: st, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
-		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
+		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{"policy": pol.ready}}
 	if bg, err := hashedTokens("break-glass token", cfg.BreakGlassTokens); err != nil {
 		st.Close()
 		return err
@@ -164,7 +172,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		disp.Register(bot.Destination, mm)
 		deps.Degraded["mattermost"] = mm.Ready
 	}
-	schedOpt := scheduler.Options{}
+	schedOpt := scheduler.Options{Tasks: []func(context.Context) (time.Time, error){st.PolicyTick}}
 	if mm != nil {
 		schedOpt.ReminderBefore = func(target string) time.Duration { return cfg.target(target).ReminderBefore }
 		schedOpt.Reminder = bot.Notifier{}.ReminderMessages
@@ -265,6 +273,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	disp.Start(bgCtx)
 	sched.Start(bgCtx)
+	go pol.watchReload(bgCtx, *configPath, getenv, log)
 	if mm != nil {
 		mm.Start(bgCtx)
 	}
