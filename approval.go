@@ -255,6 +255,10 @@ type Transition struct {
 	At      time.Time
 	// NotBefore defers a business approval (the gate opens no earlier).
 	NotBefore time.Time
+	// NotBeforeLocal is "HH:MM" in the target's zone, the next such time
+	// (the card's "approve, effective at"); the store resolves it into
+	// NotBefore under the policy in force.
+	NotBeforeLocal string
 	// Finance: the decider is a finance approver (the store sets it from
 	// the policy).
 	Finance bool

@@ -323,6 +323,14 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 		if hash != "" && !a.Final() {
 			in.TechnicalRequired, in.BusinessRequired = tr.TechnicalRequired, tr.BusinessRequired
 		}
+		if t.NotBeforeLocal != "" {
+			if t.Action != ica.ActApproveBusiness {
+				return ica.FieldErrorf(ica.EINVALID, "not_before", "only the business approval can be deferred")
+			}
+			if t.NotBefore, err = tr.NextLocal(st.now, t.NotBeforeLocal); err != nil {
+				return err
+			}
+		}
 		for _, f := range pol.Policy.FinanceApprovers {
 			if t.By.Username != "" && strings.EqualFold(strings.TrimPrefix(f, "@"), t.By.Username) {
 				t.Finance = true
