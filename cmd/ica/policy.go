@@ -23,6 +23,7 @@ import (
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/freeze"
 	"github.com/ica-governance/ica/policy"
+	"github.com/ica-governance/ica/slashcmds"
 	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
 )
@@ -451,4 +452,22 @@ func viaLedger(ctx context.Context, dir string, getenv func(string) string, meth
 		return err
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// --- /ica policy and the gate in /ica status ---
+
+var _ slashcmds.PolicyQueries = slashQueries{}
+
+// RecordedPolicy implements slashcmds.PolicyQueries.
+func (q slashQueries) RecordedPolicy(ctx context.Context) (*slashcmds.RecordedPolicy, error) {
+	rec, err := q.st.CurrentPolicy(ctx)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return &slashcmds.RecordedPolicy{Hash: rec.Hash, RecordedAt: rec.RecordedAt, Source: rec.Source, Policy: rec.Policy}, nil
+}
+
+// ApprovalGate implements slashcmds.PolicyQueries.
+func (q slashQueries) ApprovalGate(ctx context.Context, id string) (*ica.Approval, *policy.Verdict, error) {
+	return q.st.ApprovalGate(ctx, id)
 }
