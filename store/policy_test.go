@@ -15,6 +15,7 @@ import (
 	"github.com/ica-governance/ica"
 	"github.com/ica-governance/ica/policy"
 	"github.com/ica-governance/ica/store"
+	"github.com/ica-governance/ica/store/storetest"
 )
 
 // wed is a Wednesday, 11:00 in Berlin: inside office hours.
@@ -594,4 +595,65 @@ func TestStore_Checks_AnsweredWhenTheWindowOpens(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, got.Use, "ICA used the approval on the check's behalf")
 	require.Equal(t, "ado-check", got.Use.Actor)
+}
+
+// TestStore_ExclusiveLock_TwoReplicas: two ICA replicas on one PostgreSQL
+// database race two runs for one deployment lock: the database serialises
+// the writes, so exactly one run deploys.
+func TestStore_ExclusiveLock_TwoReplicas(t *testing.T) {
+	if storetest.Engine() != storetest.Postgres {
+		t.Skip("replicas share a PostgreSQL database (ICA_TEST_STORE=postgres)")
+	}
+	ctx := context.Background()
+	clock := ica.NewFakeClock(wed)
+	target := storetest.New(t)
+	key := testKey(t)
+	a := target.MustOpen(store.Options{Clock: clock, Key: key})
+	defer a.Close()
+	b := target.MustOpen(store.Options{Clock: clock, Key: key})
+	defer b.Close()
+	_, _, err := a.RecordPolicy(ctx, policy.Policy{Targets: map[string]policy.Target{"production": {Rules: policy.Rules{Exclusive: policy.ExclusiveSequential}}}}, "test", "tester")
+	require.NoError(t, err)
+	var ids []string
+	for _, run := range []string{"r1", "r2"} {
+		_, _, err := a.StartRun(ctx, &ica.RunStart{PipelineName: "web", RunID: run, Branch: "refs/heads/main", Commit: fullSHA, TriggeredBy: "dev"}, "ado")
+		require.NoError(t, err)
+		ap, _, err := b.RequestApproval(ctx, &ica.ApprovalRequest{RunID: run, DeploymentTarget: "production", EstimatedCost: ptr(1.0)}, "ado")
+		require.NoError(t, err)
+		for _, tr := range []ica.Transition{{Action: ica.ActApproveTechnical, By: ica.Decider{UserID: "u1", Username: "tech1"}},
+			{Action: ica.ActApproveBusiness, By: ica.Decider{UserID: "u2", Username: "biz1"}}} {
+			_, err := a.Transition(ctx, ap.ID, tr, "bot", nil)
+			require.NoError(t, err)
+		}
+		ids = append(ids, ap.ID)
+	}
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, s := range []*store.Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run := []string{"r1", "r2"}[i]
+				_, _, errs[i] = s.UseApproval(ctx, ids[i], &ica.UseRequest{RunID: run, Commit: fullSHA}, "ado")
+			}()
+		}
+		wg.Wait()
+		if round == 0 {
+			require.True(t, (errs[0] == nil) != (errs[1] == nil), "exactly one replica opens the gate: %v", errs)
+		}
+	}
+	_, g1, err := a.ApprovalGate(ctx, ids[0])
+	require.NoError(t, err)
+	_, g2, err := b.ApprovalGate(ctx, ids[1])
+	require.NoError(t, err)
+	require.True(t, g1.CanDeploy != g2.CanDeploy)
+	used := 0
+	require.NoError(t, a.ScanLedger(1, func(e *ica.LedgerEntry) error {
+		if e.Kind == store.KindApprovalUsed {
+			used++
+		}
+		return nil
+	}))
+	require.Equal(t, 1, used)
 }
