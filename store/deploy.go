@@ -320,38 +320,64 @@ func dequeueTx(tx Tx, approvalID string) error {
 	return pos.Delete([]byte(approvalID))
 }
 
-// queuedBehindTx returns the run of the first approval ahead of a in its
-// lock's queue that could deploy now (""). Approvals that wait for
-// something else do not hold the queue up; an approval that is not queued
-// waits behind every queued one.
+// readySince is when an approval became deployable as far as its own
+// time rules go (its last decision, not_before, the promotion bake); the
+// target's windows, blackouts and freezes are the same for every approval
+// queued for one lock, so they do not change the order.
+func readySince(pol *policy.Compiled, a *ica.Approval) time.Time {
+	t := a.LastDecision()
+	if a.NotBefore != nil && a.NotBefore.After(t) {
+		t = *a.NotBefore
+	}
+	if r := pol.Target(a.Target).Requires; r != nil && a.Promotion != nil {
+		if b := a.Promotion.DeployedAt.Add(r.Bake.D()); b.After(t) {
+			t = b
+		}
+	}
+	return t
+}
+
+// queuedBehindTx returns the run of the approval ahead of a in its lock's
+// queue that could deploy now (""). The queue is in the order in which
+// approvals became otherwise deployable (readySince, then the order they
+// were approved); approvals that wait for something else do not hold it
+// up, and an approval that is not queued waits behind every queued one.
 func (s *Store) queuedBehindTx(tx Tx, now time.Time, pol *policy.Compiled, a *ica.Approval, key string) (string, error) {
 	mine := tx.Bucket(bucketDeployQueuePos).Get([]byte(a.ID))
+	myReady := readySince(pol, a)
 	prefix := join([]byte(key), sep)
-	var ahead []string
+	type entry struct {
+		k  []byte
+		id string
+	}
+	var queued []entry
 	c := tx.Bucket(bucketDeployQueue).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		if mine != nil && bytes.Equal(k, mine) {
-			break
-		}
-		ahead = append(ahead, string(k[len(prefix)+8:]))
+		queued = append(queued, entry{bytes.Clone(k), string(k[len(prefix)+8:])})
 	}
-	for _, id := range ahead {
-		if id == a.ID {
+	best, bestReady := "", time.Time{}
+	for _, e := range queued {
+		if e.id == a.ID {
 			continue
 		}
-		b, err := mustApproval(tx, id)
+		b, err := mustApproval(tx, e.id)
 		if err != nil {
 			return "", err
+		}
+		ready := readySince(pol, b)
+		ahead := mine == nil || ready.Before(myReady) || (ready.Equal(myReady) && bytes.Compare(e.k, mine) < 0)
+		if !ahead || (best != "" && !ready.Before(bestReady)) {
+			continue
 		}
 		f, tr, err := s.factsTx(tx, now, pol, b, false)
 		if err != nil {
 			return "", err
 		}
 		if tr.Evaluate(f).CanDeploy {
-			return b.RunID, nil
+			best, bestReady = b.RunID, ready
 		}
 	}
-	return "", nil
+	return best, nil
 }
 
 // VoidApproval voids an approval at the request of its run's credential:

@@ -657,3 +657,36 @@ func TestStore_ExclusiveLock_TwoReplicas(t *testing.T) {
 	}))
 	require.Equal(t, 1, used)
 }
+
+// TestStore_ExclusiveLock_OrderOfBecomingDeployable: a deferred approval
+// given first waits behind one given later that became deployable earlier.
+func TestStore_ExclusiveLock_OrderOfBecomingDeployable(t *testing.T) {
+	ps := openPolicyStore(t, policy.Rules{Exclusive: policy.ExclusiveSequential, LockTimeout: policy.Duration(24 * time.Hour)})
+	ctx := context.Background()
+	for _, r := range []string{"r1", "r2", "r3"} {
+		ps.run(r, "web", "refs/heads/main")
+	}
+	holder := ps.approved("r1", "production")
+	_, err := ps.use(holder)
+	require.NoError(t, err)
+	// r2 is approved first, effective at 13:00; r3 at 10:30, effective at once.
+	a2, err := ps.request("r2", "production")
+	require.NoError(t, err)
+	_, err = ps.s.Transition(ctx, a2.ID, ica.Transition{Action: ica.ActApproveTechnical, By: ica.Decider{UserID: "u1", Username: "tech1"}}, "bot", nil)
+	require.NoError(t, err)
+	_, err = ps.s.Transition(ctx, a2.ID, ica.Transition{Action: ica.ActApproveBusiness, By: ica.Decider{UserID: "u2", Username: "biz1"}, NotBefore: wed.Add(3 * time.Hour)}, "bot", nil)
+	require.NoError(t, err)
+	ps.clock.Advance(30 * time.Minute)
+	a3 := ps.approved("r3", "production")
+	ps.clock.Set(wed.Add(4 * time.Hour)) // both deployable now, r1 still holds the lock
+	require.Equal(t, []string{policy.WaitLock}, ps.gate(a2.ID).WaitingFor)
+	g3 := ps.gate(a3.ID)
+	require.Equal(t, []string{policy.WaitLock}, g3.WaitingFor)
+	_, _, err = ps.s.FinishRun(ctx, "r1", &ica.RunFinish{Status: ica.RunSuccess}, "ado")
+	require.NoError(t, err)
+	require.Empty(t, ps.gate(a3.ID).QueuedBehind, "r3 became deployable at 10:30, before r2 (13:00)")
+	_, err = ps.use(a2)
+	require.Equal(t, "r3", details(t, err)["queued_behind"], "r2 was approved first but became deployable later")
+	_, err = ps.use(a3)
+	require.NoError(t, err)
+}
