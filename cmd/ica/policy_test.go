@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica/policy"
+	"github.com/ica-governance/ica/store"
 	"github.com/ica-governance/ica/webhooks"
 )
 
@@ -121,4 +125,44 @@ func TestMain_PolicyRecordedApplyExplain(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, out, "approval.targets.production.windows[0].to")
 	require.False(t, strings.Contains(out, "Recorded"))
+}
+
+// TestPolicyState_ReloadAndReadiness: a reload records the changed policy
+// (one process on its own ledger); a policy recorded by someone else (ica
+// policy apply, another replica) makes /readyz say so.
+func TestPolicyState_ReloadAndReadiness(t *testing.T) {
+	dir := t.TempDir()
+	cfg := defaultConfig()
+	cfg.DataDir = dir
+	key, err := loadSigningKey(cfg)
+	require.NoError(t, err)
+	st, err := store.Open(ledgerPath(dir), store.Options{Key: key})
+	require.NoError(t, err)
+	defer st.Close()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps, err := startPolicy(ctx, st, cfg, "test", log)
+	require.NoError(t, err)
+	require.NoError(t, ps.ready(ctx))
+	first, err := st.CurrentPolicy(ctx)
+	require.NoError(t, err)
+
+	tp := cfg.Approval.Targets["production"]
+	tp.Branches = []string{"refs/heads/main"}
+	cfg.Approval.Targets = map[string]TargetPolicy{"production": tp}
+	require.NoError(t, ps.apply(ctx, cfg, "reload (SIGHUP)", log))
+	cur, err := st.CurrentPolicy(ctx)
+	require.NoError(t, err)
+	require.Equal(t, first.Hash, cur.Previous)
+	require.Equal(t, "reload (SIGHUP)", cur.Source)
+	require.NoError(t, ps.ready(ctx))
+
+	other := cfg.deploymentPolicy()
+	pt := other.Targets["production"]
+	pt.TechnicalRequired = 1
+	pt.Exclusive = policy.ExclusiveLatest
+	other.Targets["production"] = pt
+	_, _, err = st.RecordPolicy(ctx, other, "ica policy apply other.yaml", "ica policy apply")
+	require.NoError(t, err)
+	require.ErrorContains(t, ps.ready(ctx), "is not this replica's configuration")
 }
