@@ -62,6 +62,24 @@ type RunStart struct {
 	TriggeredBy    string `json:"triggered_by"`
 	ArtifactDigest string `json:"artifact_digest,omitempty"`
 	URL            string `json:"url,omitempty"`
+	// RequestedForEmail and RequestedForID are the Azure DevOps identity the
+	// run is for (Build.RequestedForEmail, Build.RequestedForId). They are
+	// optional; when given, the requester check compares them too.
+	RequestedForEmail string `json:"requested_for_email,omitempty"`
+	RequestedForID    string `json:"requested_for_id,omitempty"`
+}
+
+// RunRequester is the identity a run was requested for, as Azure DevOps
+// names it, beside the run's triggered_by.
+type RunRequester struct {
+	Email string `json:"requested_for_email,omitempty"`
+	ID    string `json:"requested_for_id,omitempty"`
+}
+
+// Requester returns the start's Azure DevOps requester, if it names one.
+func (s *RunStart) Requester() (RunRequester, bool) {
+	r := RunRequester{Email: s.RequestedForEmail, ID: s.RequestedForID}
+	return r, r.Email != "" || r.ID != ""
 }
 
 var (
@@ -119,6 +137,22 @@ func (s *RunStart) Validate() error {
 	}
 	if err := validText("triggered_by", s.TriggeredBy, MaxNameLen, true); err != nil {
 		return err
+	}
+	if _, err := ParseRequester(s.TriggeredBy); err != nil {
+		return FieldErrorf(EINVALID, "triggered_by", "triggered_by %s", err)
+	}
+	if s.RequestedForEmail != "" {
+		if err := validText("requested_for_email", s.RequestedForEmail, MaxNameLen, false); err != nil {
+			return err
+		}
+		if NormalizeEmail(s.RequestedForEmail) == "" {
+			return FieldErrorf(EINVALID, "requested_for_email", "requested_for_email must be an e-mail address")
+		}
+	}
+	if s.RequestedForID != "" {
+		if err := ValidID("requested_for_id", s.RequestedForID); err != nil {
+			return err
+		}
 	}
 	if s.ArtifactDigest != "" && !digestPattern.MatchString(s.ArtifactDigest) {
 		return FieldErrorf(EINVALID, "artifact_digest", "artifact_digest must look like sha256:<hex>")

@@ -145,7 +145,7 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	if err := b.eligible(ctx, a, step, req.UserId, req.UserName); err != nil {
 		return ephemeral(w, "You cannot decide this step: %s.", ica.ErrorMessage(err))
 	}
-	if action != actionReject && a.IsRequester(req.UserName) {
+	if action != actionReject && a.IsRequester(req.UserName, "") {
 		return ephemeral(w, "You requested this deployment, so you cannot approve it.")
 	}
 	if action == actionApproveBusiness && a.Technical != nil && (a.Technical.UserID == req.UserId || strings.EqualFold(a.Technical.Username, req.UserName)) {

@@ -143,7 +143,7 @@ func (b *Bot) fanOut(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 		kind = "reminder"
 	}
 	for _, u := range users {
-		if a.IsRequester(u.Username) || (p.Step == ica.StepBusiness && a.Technical != nil && a.Technical.UserID == u.Id) || u.IsBot {
+		if a.IsRequester(u.Username, u.Email) || (p.Step == ica.StepBusiness && a.Technical != nil && a.Technical.UserID == u.Id) || u.IsBot {
 			continue
 		}
 		q := p
