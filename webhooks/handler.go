@@ -18,6 +18,9 @@ import (
 // Ledger is what the pipeline API needs from the store.
 type Ledger interface {
 	StartRun(ctx context.Context, in *ica.RunStart, actor string) (*ica.Run, bool, error)
+	// RecordRunRequester records the Azure DevOps identity a run is for
+	// (requested_for_email, requested_for_id), once.
+	RecordRunRequester(ctx context.Context, runID string, r ica.RunRequester, actor string) error
 	AddEvent(ctx context.Context, runID string, in *ica.EventInput, actor string) (*ica.Event, bool, error)
 	FinishRun(ctx context.Context, runID string, in *ica.RunFinish, actor string) (*ica.Run, bool, error)
 	Run(ctx context.Context, runID string) (*ica.Run, error)
@@ -153,6 +156,14 @@ func (h *Handler) handleStartRun(w http.ResponseWriter, r *http.Request) error {
 	run, created, err := h.Ledger.StartRun(r.Context(), &in, actor(r))
 	if err != nil {
 		return err
+	}
+	// The requester's Azure DevOps identity is recorded beside the run. A
+	// failure here fails the start; the pipeline's retry is an idempotent
+	// repeat of the start that records it then.
+	if rr, ok := in.Requester(); ok {
+		if err := h.Ledger.RecordRunRequester(r.Context(), run.RunID, rr, actor(r)); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, createdStatus(created), run)
 	return nil

@@ -57,8 +57,16 @@ func (s *Server) handleGetMe(w http.ResponseWriter, r *http.Request, me *model.U
 	writeJSON(w, http.StatusOK, u)
 }
 
+// sanitizeFor hides what the server would hide from the viewer.
+func (s *Server) sanitizeFor(u, viewer *model.User) *model.User {
+	if s.hideEmails && viewer != nil && viewer.Id != u.Id {
+		u.Email = ""
+	}
+	return u
+}
+
 // handleGetUser handles "GET /api/v4/users/{user_id}".
-func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, me *model.User) {
 	id := r.PathValue("user_id")
 	if !model.IsValidId(id) {
 		writeErr(w, r, invalidURLParam("user_id"))
@@ -67,7 +75,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 	s.mu.Lock()
 	u := s.users[id]
 	if u != nil {
-		u = copyUser(u)
+		u = s.sanitizeFor(copyUser(u), me)
 	}
 	s.mu.Unlock()
 	if u == nil {
@@ -78,11 +86,11 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 }
 
 // handleGetUserByUsername handles "GET /api/v4/users/username/{username}".
-func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	u := s.userByNameLocked(strings.ToLower(r.PathValue("username")))
 	if u != nil {
-		u = copyUser(u)
+		u = s.sanitizeFor(copyUser(u), me)
 	}
 	s.mu.Unlock()
 	if u == nil {
@@ -94,7 +102,7 @@ func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request,
 
 // handleGetUsersByUsernames handles "POST /api/v4/users/usernames": unknown
 // names are left out, as on a real server.
-func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Request, me *model.User) {
 	var names []string
 	if err := decodeJSON(r, &names); err != nil || len(names) == 0 {
 		writeErr(w, r, invalidBodyParam("usernames"))
@@ -104,7 +112,7 @@ func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Reques
 	out := []*model.User{}
 	for _, n := range names {
 		if u := s.userByNameLocked(n); u != nil {
-			out = append(out, copyUser(u))
+			out = append(out, s.sanitizeFor(copyUser(u), me))
 		}
 	}
 	s.mu.Unlock()
@@ -710,6 +718,7 @@ func (s *Server) handleClientConfig(w http.ResponseWriter, r *http.Request) {
 		"EnableBotAccountCreation":   "true",
 		"EnablePostUsernameOverride": "false",
 		"EnablePostIconOverride":     "false",
+		"ShowEmailAddress":           strconv.FormatBool(!s.hideEmails),
 	})
 }
 
