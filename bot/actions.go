@@ -56,7 +56,6 @@ func ephemeral(w http.ResponseWriter, format string, args ...any) error {
 	return actionReply(w, &model.PostActionIntegrationResponse{EphemeralText: fmt.Sprintf(format, args...)})
 }
 
-
 // refuse answers a refused callback: HTTP 200 with an ephemeral message (as
 // Mattermost requires), nothing changed, a warning in the log.
 func (b *Bot) refuse(w http.ResponseWriter, reason, text string, attrs ...any) error {

@@ -108,11 +108,11 @@ type Bot struct {
 	emailWarn  string // why the bot may not see e-mail addresses, or ""
 	readyErr   error
 
-	verifier   *TriggerVerifier
-	keyErr     error // a bad ICA_MATTERMOST_SIGNING_KEY
-	members    *memberCache
-	userCache  *userCache
-	resolveMu  sync.Mutex // one approver resolution at a time
+	verifier  *TriggerVerifier
+	keyErr    error // a bad ICA_MATTERMOST_SIGNING_KEY
+	members   *memberCache
+	userCache *userCache
+	resolveMu sync.Mutex // one approver resolution at a time
 
 	incidents *incidentCards // incident cards and freeze warnings (incident.go); nil: disabled
 
