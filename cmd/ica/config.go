@@ -128,6 +128,14 @@ type Config struct {
 		Endpoint string        `yaml:"endpoint"`
 	} `yaml:"cost"`
 
+	// --- Mattermost callbacks and who may click (cmd/ica/callbacks.go) ---
+	// InstanceName says which ICA this is (ICA_INSTANCE_NAME), on cards and
+	// in /ica status.
+	InstanceName string `yaml:"instance_name"`
+	// Callbacks guards Mattermost's callbacks (buttons, dialogs, /ica).
+	Callbacks CallbackConfig `yaml:"callbacks"`
+	// --- end Mattermost callbacks ---
+
 	Entra struct {
 		TenantID      string   `yaml:"tenant_id"`
 		Audiences     []string `yaml:"audiences"`
@@ -150,6 +158,7 @@ func defaultConfig() *Config {
 	c.Blob.Container = "ica-exports"
 	c.ADOHosts = []string{"dev.azure.com", "*.visualstudio.com"}
 	c.Cost.Interval = 6 * time.Hour
+	c.Callbacks.ApproverRefresh = 10 * time.Minute
 	return c
 }
 
@@ -168,6 +177,12 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.applyCallbackEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.validateCallbacks(); err != nil {
 		return nil, err
 	}
 	return c, c.validate()

@@ -163,6 +163,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			Commanders: cfg.Alerts.IncidentCommanders}, st, freezeInfo{policy: fz, st: st})
 		disp.Register(bot.Destination, mm)
 		deps.Degraded["mattermost"] = mm.Ready
+		deps.Degraded["mattermost_approvers"] = mm.Approvers   // names that approve nothing
+		deps.Degraded["mattermost_email"] = mm.EmailVisibility // the requester check without e-mail
 	}
 	schedOpt := scheduler.Options{}
 	if mm != nil {
@@ -194,7 +196,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	dash := mountDashboard(h, st, costs, actionSecret, cfg.PublicURL, pipelines, clock, log)
 	// --- end dashboard ---
 	if mm != nil {
-		// Mattermost signs nothing: these authenticate by the signed context and state.
+		// Each click proves its user by the signed trigger_id (bot/trigger.go), each
+		// button by its HMAC context, each dialog by its signed, stored state.
 		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
 		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
 	}
@@ -217,6 +220,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("the /ica command is not configured: ICA_SLASH_TOKENS is empty, so every /ica call is refused")
 		}
 		slash = slashcmds.New(slashcmds.Deps{Tokens: cfg.Mattermost.SlashTokens,
+			Callers: slashCallers{mm}, InstanceName: cfg.InstanceName,
 			Queries:  slashQueries{st: st, budget: costs},
 			Exporter: ledgerExporter{st: st, key: key, clock: clock}, Poster: mm, Archiver: arch,
 			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
@@ -240,13 +244,37 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
 		(*hook)(h)
 	}
+	// Mattermost's callbacks: limited to ICA_CALLBACK_ALLOWED_CIDRS, and on
+	// their own listener when ICA_CALLBACK_ADDR is set (callbacks.go).
+	allowed, _ := webhooks.ParseCIDRs(cfg.Callbacks.AllowedCIDRs) // checked by loadConfig
+	var handler http.Handler = webhooks.CallbackSources(allowed, log, h)
+	var cbHandler http.Handler
+	if cfg.Callbacks.Addr != "" {
+		handler, cbHandler = webhooks.SplitCallbacks(handler)
+	}
+	if mm != nil && len(allowed) == 0 && cfg.Callbacks.Addr == "" {
+		log.Info("Mattermost callbacks are open to every source address (clicks and commands are still verified by their signed trigger_id); set ICA_CALLBACK_ALLOWED_CIDRS or ICA_CALLBACK_ADDR to narrow them")
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		st.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	newServer := func(hd http.Handler) *http.Server {
+		return &http.Server{Handler: hd, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+	srv := newServer(handler)
+	var cbSrv *http.Server
+	var cbLn net.Listener
+	if cbHandler != nil {
+		if cbLn, err = net.Listen("tcp", cfg.Callbacks.Addr); err != nil {
+			ln.Close()
+			st.Close()
+			return fmt.Errorf("listen on %s (ICA_CALLBACK_ADDR): %w", cfg.Callbacks.Addr, err)
+		}
+		cbSrv = newServer(cbHandler)
+	}
 	sock, err := admin.listen(socketPath(cfg.DataDir))
 	if err != nil {
 		log.Warn("admin socket unavailable; ica backup/check will not reach this server", "err", err)
@@ -271,8 +299,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	done := make(chan struct{})
 	go func() { defer close(done); housekeeping(bgCtx, st, clock, log) }()
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cbSrv != nil {
+		go func() { serveErr <- cbSrv.Serve(cbLn) }()
+		log.Info("listening for Mattermost callbacks", "callback_addr", cbLn.Addr().String())
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "ledger_entries", st.LedgerEntries(), "version", version)
 
 	select {
@@ -285,6 +317,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	if e := srv.Shutdown(shutdownCtx); e != nil {
 		log.Warn("http shutdown", "err", e)
+	}
+	if cbSrv != nil {
+		if e := cbSrv.Shutdown(shutdownCtx); e != nil {
+			log.Warn("callback listener shutdown", "err", e)
+		}
 	}
 	if sock != nil {
 		sock.Shutdown(shutdownCtx)
@@ -353,7 +390,8 @@ func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *sl
 func botConfig(cfg *Config, secret []byte) bot.Config {
 	bc := bot.Config{PublicURL: cfg.PublicURL, Team: cfg.Mattermost.Team, DefaultChannel: cfg.Mattermost.ApprovalChannel,
 		FinanceChannel:   cfg.Mattermost.FinanceChannel,
-		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{}}
+		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{},
+		InstanceName: cfg.InstanceName, SigningKey: cfg.Callbacks.MattermostSigningKey, ApproverRefresh: cfg.Callbacks.ApproverRefresh}
 	for _, t := range []string{ica.TargetStaging, ica.TargetProduction} {
 		p := cfg.target(t)
 		bc.Targets[t] = bot.TargetPolicy{Channel: p.Channel, CommentOnApprove: p.CommentOnApprove,
