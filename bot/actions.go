@@ -124,9 +124,9 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	}
 	if cur := a.Step(); cur == "" {
 		// A stale card: show the truth (a final card has no buttons).
-		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s is already %s%s.", a.ID, strings.ReplaceAll(a.Status, "_", " "), by(a)))
+		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s is already %s%s.", a.ID, strings.ReplaceAll(a.Status, "_", " "), by(a)), true)
 	} else if cur != step {
-		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s waits for its %s approval; the card is being refreshed.", a.ID, cur))
+		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s waits for its %s approval; the card is being refreshed.", a.ID, cur), true)
 	}
 	if err := b.eligible(ctx, a, step, u); err != nil {
 		return b.refuse(w, "not an approver of this step", "You cannot decide this step: "+ica.ErrorMessage(err)+".", attrs...)
@@ -148,7 +148,8 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return ephemeral(w, "Not recorded: %s", ica.ErrorMessage(err))
 	}
-	return b.replyCard(ctx, w, n, fmt.Sprintf("You gave the %s approval for %s. It is recorded in the ledger.", step, n.ID))
+	// The transition itself queued the card's redraw.
+	return b.replyCard(ctx, w, n, fmt.Sprintf("You gave the %s approval for %s. It is recorded in the ledger.", step, n.ID), false)
 }
 
 func by(a *ica.Approval) string {
@@ -179,13 +180,14 @@ func (b *Bot) decide(ctx context.Context, id, step string, t ica.Transition, pos
 // has no buttons, with the whole new card. A card that still has buttons
 // carries signed contexts for its current step, which the clicker may not
 // be allowed to decide: it is redrawn through the API instead (the outbox
-// patches the post; Mattermost strips the contexts from what clients get).
-func (b *Bot) replyCard(ctx context.Context, w http.ResponseWriter, a *ica.Approval, text string) error {
+// patches the post; Mattermost strips the contexts from what clients get),
+// queued here when refresh is set.
+func (b *Bot) replyCard(ctx context.Context, w http.ResponseWriter, a *ica.Approval, text string, refresh bool) error {
 	resp := &model.PostActionIntegrationResponse{EphemeralText: text}
 	if a.Final() {
 		msg, props := b.renderCard(a, b.clock.Now())
 		resp.Update = &model.Post{Message: msg, Props: props}
-	} else {
+	} else if refresh {
 		b.refreshCard(ctx, a.ID, fmt.Sprintf("v%d", a.Version))
 	}
 	return actionReply(w, resp)

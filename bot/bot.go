@@ -113,6 +113,7 @@ type Bot struct {
 	members   *memberCache
 	userCache *userCache
 	resolveMu sync.Mutex // one approver resolution at a time
+	missMu    sync.Mutex // one resolution after a miss at a time
 
 	incidents *incidentCards // incident cards and freeze warnings (incident.go); nil: disabled
 

@@ -243,20 +243,34 @@ func (b *Bot) namedUser(ctx context.Context, names []string, u *model.User) bool
 	if ok || !retry {
 		return ok
 	}
-	b.mu.RLock()
-	last := b.resolvedAt
-	b.mu.RUnlock()
-	if now := b.clock.Now(); now.Sub(last) < missRefreshEvery && !now.Before(last) {
-		return false
-	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := b.resolveApprovers(rctx); err != nil {
+	if resolved, err := b.resolveAfterMiss(rctx); err != nil {
 		b.log.Warn("could not re-resolve approvers after a miss", "err", err)
+		return false
+	} else if !resolved {
 		return false
 	}
 	ok, _ = match()
 	return ok
+}
+
+// resolveAfterMiss re-resolves the approver names unless that was done in
+// the last missRefreshEvery (so a stream of refused clicks cannot turn into
+// a stream of lookups); it reports whether it resolved.
+func (b *Bot) resolveAfterMiss(ctx context.Context) (bool, error) {
+	if !b.missMu.TryLock() {
+		// Another click is resolving right now; its answer comes soon enough.
+		return false, nil
+	}
+	defer b.missMu.Unlock()
+	b.mu.RLock()
+	last := b.resolvedAt
+	b.mu.RUnlock()
+	if now := b.clock.Now(); now.Sub(last) < missRefreshEvery && !now.Before(last) {
+		return false, nil
+	}
+	return true, b.resolveApprovers(ctx)
 }
 
 // Approvers reports configured approver names that do not resolve to a

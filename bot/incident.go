@@ -415,7 +415,7 @@ func (b *Bot) handleIncidentAction(w http.ResponseWriter, r *http.Request, req m
 	switch action {
 	case incActAcknowledge, incActResolve:
 		if inc.Final() || (action == incActAcknowledge && inc.Status != ica.IncidentOpen) {
-			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s is already %s.", inc.ID, inc.Status))
+			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s is already %s.", inc.ID, inc.Status), true)
 		}
 		if err := b.onCall(ctx, inc, u); err != nil {
 			return b.refuse(w, "not on call", "You cannot do this: "+ica.ErrorMessage(err)+".", attrs...)
@@ -438,16 +438,16 @@ func (b *Bot) handleIncidentAction(w http.ResponseWriter, r *http.Request, req m
 		if n.Paged {
 			text += " PagerDuty is told too."
 		}
-		return b.replyIncidentCard(ctx, w, n, text)
+		return b.replyIncidentCard(ctx, w, n, text, false) // the transition queued the redraw
 	case incActOverride:
 		if !b.isCommander(ctx, u) {
 			return b.refuse(w, "not an incident commander", "Only incident commanders can override a deployment freeze.", attrs...)
 		}
 		if inc.Final() || len(b.frozenTargets(inc)) == 0 {
-			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s freezes no deployment.", inc.ID))
+			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s freezes no deployment.", inc.ID), true)
 		}
 		if b.override(ctx, inc) != nil {
-			return b.replyIncidentCard(ctx, w, inc, "The freeze of this incident is already overridden.")
+			return b.replyIncidentCard(ctx, w, inc, "The freeze of this incident is already overridden.", true)
 		}
 		return b.openOverrideDialog(ctx, w, inc, req.TriggerId, u)
 	}
@@ -457,14 +457,17 @@ func (b *Bot) handleIncidentAction(w http.ResponseWriter, r *http.Request, req m
 // replyIncidentCard answers with text and, when the card has no buttons
 // left, the whole new card; a card with buttons is redrawn through the API
 // (see replyCard: no reply carries the signed buttons of a step the clicker
-// could not take).
-func (b *Bot) replyIncidentCard(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, text string) error {
+// could not take), queued here when refresh is set.
+func (b *Bot) replyIncidentCard(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, text string, refresh bool) error {
 	resp := &model.PostActionIntegrationResponse{EphemeralText: text}
 	msg, props := b.renderIncidentCard(ctx, inc)
-	if !hasActions(props) {
+	switch {
+	case !hasActions(props):
 		resp.Update = &model.Post{Message: msg, Props: props}
-	} else if err := b.store.Enqueue(ctx, IncidentCardMessages(fmt.Sprintf("refresh-v%d", inc.Version), inc, "", true)...); err != nil {
-		b.log.Warn("could not queue an incident card refresh", "incident_id", inc.ID, "err", err)
+	case refresh:
+		if err := b.store.Enqueue(ctx, IncidentCardMessages(fmt.Sprintf("refresh-v%d", inc.Version), inc, "", true)...); err != nil {
+			b.log.Warn("could not queue an incident card refresh", "incident_id", inc.ID, "err", err)
+		}
 	}
 	return actionReply(w, resp)
 }
