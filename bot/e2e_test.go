@@ -412,6 +412,7 @@ func TestBot_RefusedClicks(t *testing.T) {
 
 	h.click(id, "approvetechnical", "tech1")
 	require.Equal(t, "technical_approved", h.status(id)["status"])
+	h.settle() // the card is redrawn with the business step
 	h.click(id, "approvebusiness", "tech1")
 	require.Contains(t, h.lastEphemeral("tech1"), "someone else")
 	require.Equal(t, "technical_approved", h.status(id)["status"])
@@ -512,6 +513,7 @@ func TestBot_RestartBetweenClicks(t *testing.T) {
 	h.click(id, "approvetechnical", "tech1")
 	h.stop()
 	h.start()
+	h.settle()
 	h.click(id, "approvebusiness", "biz1")
 	require.Equal(t, "approved", h.status(id)["status"])
 	h.settle()
@@ -546,6 +548,7 @@ func TestBot_FinanceStep(t *testing.T) {
 	h.settle()
 	require.Contains(t, cardText(h.card(id)), "finance")
 	h.click(id, "approvetechnical", "tech1")
+	h.settle()
 	h.click(id, "approvebusiness", "biz1")
 	require.Contains(t, h.lastEphemeral("biz1"), "finance approvers")
 	h.click(id, "approvebusiness", "tech2")
