@@ -279,6 +279,9 @@ type Transition struct {
 	// Finance: the decider is a finance approver (the store sets it from
 	// the policy).
 	Finance bool
+	// ByEmail is the decider's e-mail address as Mattermost or Entra ID
+	// knows it; it is compared with the requester and not recorded.
+	ByEmail string
 }
 
 // ResultStatus returns the status an action leads to.
@@ -328,7 +331,7 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 		if t.By.Username == "" && t.By.UserID == "" {
 			return nil, Errorf(EFORBIDDEN, "an approval needs a named approver")
 		}
-		if a.IsRequester(t.By.Username) {
+		if a.IsRequester(t.By.Username, t.ByEmail) {
 			return nil, Errorf(EFORBIDDEN, "%s requested this deployment and cannot approve it", t.By.Username)
 		}
 		if t.Action == ActApproveTechnical {
@@ -399,18 +402,11 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 	return &n, nil
 }
 
-// IsRequester reports whether username is the person who triggered the run.
-// triggered_by may be a username or an e-mail address (Azure Pipelines'
-// Build.RequestedForEmail); the address's local part counts as the username.
-func (a *Approval) IsRequester(username string) bool {
-	if a.RequestedBy == "" || username == "" {
-		return false
-	}
-	if strings.EqualFold(username, a.RequestedBy) {
-		return true
-	}
-	local, _, ok := strings.Cut(a.RequestedBy, "@")
-	return ok && strings.EqualFold(username, local)
+// IsRequester reports whether the person with this Mattermost username and
+// e-mail address (either may be empty) requested the run, comparing them
+// with the run's triggered_by after normalisation (identity.go).
+func (a *Approval) IsRequester(username, email string) bool {
+	return IsRequester(username, email, a.RequestedBy)
 }
 
 func anyFinance(ds []Decision) bool {

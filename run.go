@@ -51,6 +51,16 @@ type Run struct {
 	AuditHash string `json:"audit_hash,omitempty"`
 	// StartSeq is the ledger sequence of the run's start entry.
 	StartSeq uint64 `json:"start_seq"`
+	// RequestedForEmail and RequestedForID are who Azure DevOps says the
+	// run is for (Build.RequestedForEmail, Build.RequestedForId), beside
+	// triggered_by: that person may not approve it.
+	RequestedForEmail string `json:"requested_for_email,omitempty"`
+	RequestedForID    string `json:"requested_for_id,omitempty"`
+}
+
+// Requester returns the run's Azure DevOps requester.
+func (r *Run) Requester() RunRequester {
+	return RunRequester{Email: r.RequestedForEmail, ID: r.RequestedForID}
 }
 
 // Final reports whether the run has finished.
@@ -65,6 +75,18 @@ type RunStart struct {
 	TriggeredBy    string `json:"triggered_by"`
 	ArtifactDigest string `json:"artifact_digest,omitempty"`
 	URL            string `json:"url,omitempty"`
+	// RequestedForEmail and RequestedForID are the Azure DevOps identity the
+	// run is for (Build.RequestedForEmail, Build.RequestedForId). They are
+	// optional; when given, the requester check compares them too.
+	RequestedForEmail string `json:"requested_for_email,omitempty"`
+	RequestedForID    string `json:"requested_for_id,omitempty"`
+}
+
+// RunRequester is the identity a run was requested for, as Azure DevOps
+// names it, beside the run's triggered_by.
+type RunRequester struct {
+	Email string `json:"requested_for_email,omitempty"`
+	ID    string `json:"requested_for_id,omitempty"`
 }
 
 var (
@@ -107,6 +129,22 @@ func (s *RunStart) Validate() error {
 	if err := ValidText("triggered_by", s.TriggeredBy, MaxNameLen, true); err != nil {
 		return err
 	}
+	if _, err := ParseRequester(s.TriggeredBy); err != nil {
+		return FieldErrorf(EINVALID, "triggered_by", "triggered_by %s", err)
+	}
+	if s.RequestedForEmail != "" {
+		if err := ValidText("requested_for_email", s.RequestedForEmail, MaxNameLen, false); err != nil {
+			return err
+		}
+		if NormalizeEmail(s.RequestedForEmail) == "" {
+			return FieldErrorf(EINVALID, "requested_for_email", "requested_for_email must be an e-mail address")
+		}
+	}
+	if s.RequestedForID != "" {
+		if err := ValidID("requested_for_id", s.RequestedForID); err != nil {
+			return err
+		}
+	}
 	if s.ArtifactDigest != "" && !digestPattern.MatchString(s.ArtifactDigest) {
 		return FieldErrorf(EINVALID, "artifact_digest", "artifact_digest must look like sha256:<hex>")
 	}
@@ -140,6 +178,12 @@ func (s *RunStart) Diff(r *Run) []string {
 	}
 	if s.URL != r.URL {
 		d = append(d, "url")
+	}
+	if s.RequestedForEmail != r.RequestedForEmail {
+		d = append(d, "requested_for_email")
+	}
+	if s.RequestedForID != r.RequestedForID {
+		d = append(d, "requested_for_id")
 	}
 	return d
 }

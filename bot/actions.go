@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
@@ -28,54 +27,17 @@ type dialogState struct {
 	Expires    int64  `json:"e"`
 }
 
-type dialogStore struct {
-	mu    sync.Mutex
-	clock ica.Clock
-	open  map[string]dialogState // nonce → state
-}
-
-func newDialogStore(c ica.Clock) *dialogStore {
-	return &dialogStore{clock: c, open: map[string]dialogState{}}
-}
-
-func (d *dialogStore) add(s dialogState) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.clock.Now().Unix()
-	for k, v := range d.open {
-		if v.Expires < now {
-			delete(d.open, k)
-		}
-	}
-	d.open[s.Nonce] = s
-}
-
-// take returns and forgets the dialog with that nonce.
-func (d *dialogStore) take(nonce string) (dialogState, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s, ok := d.open[nonce]
-	delete(d.open, nonce)
-	return s, ok
-}
-
-func (d *dialogStore) peek(nonce string) (dialogState, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s, ok := d.open[nonce]
-	return s, ok
-}
-
+// encodeState signs a dialog's state for this ledger.
 func (b *Bot) encodeState(s dialogState) string {
 	raw, _ := json.Marshal(s)
 	body := base64.RawURLEncoding.EncodeToString(raw)
-	return body + "." + sign(b.secret, "dialog", body)
+	return body + "." + sign(b.secret, "dialog", b.ledger(), body)
 }
 
 func (b *Bot) decodeState(state string) (dialogState, error) {
 	var s dialogState
 	body, sig, ok := strings.Cut(state, ".")
-	if !ok || !verify(b.secret, sig, "dialog", body) {
+	if !ok || len(state) > 4096 || !verify(b.secret, sig, "dialog", b.ledger(), body) {
 		return s, ica.Errorf(ica.EFORBIDDEN, "this dialog was not opened by ICA")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(body)
@@ -94,36 +56,60 @@ func ephemeral(w http.ResponseWriter, format string, args ...any) error {
 	return actionReply(w, &model.PostActionIntegrationResponse{EphemeralText: fmt.Sprintf(format, args...)})
 }
 
-// HandleAction handles "POST /mattermost/actions": a click on a card button.
-// Mattermost authenticates nothing, so the signed context proves the button
-// is ICA's, post_id must be the card ICA posted, and the clicker must be
-// allowed to decide the current step. A refused click changes nothing and
-// gets an ephemeral explanation (HTTP 200, as Mattermost requires).
+// refuse answers a refused callback: HTTP 200 with an ephemeral message (as
+// Mattermost requires), nothing changed, a warning in the log.
+func (b *Bot) refuse(w http.ResponseWriter, reason, text string, attrs ...any) error {
+	b.log.Warn("refused Mattermost action", append([]any{"reason", reason}, attrs...)...)
+	return ephemeral(w, "%s", text)
+}
+
+// HandleAction handles "POST /mattermost/actions": a click on a card
+// button. Mattermost authenticates nothing but the trigger_id, so a click
+// is checked in this order (DESIGN.md "Button callbacks and dialogs"): the
+// trigger_id verifies, names user_id, is fresh and unused; the context's
+// HMAC (this ledger, approval id, action); post_id is the card ICA posted;
+// and the user, as GET /users/{id} describes them (never the body), may
+// decide this step. A refused click changes nothing and gets HTTP 200 with
+// an ephemeral explanation; no reply carries the signed buttons of a step
+// the clicker could not decide already.
 func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	var req model.PostActionIntegrationRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		return ica.Errorf(ica.EINVALID, "malformed action request")
+		return b.refuse(w, "malformed request body", "ICA could not read this click.", "remote", r.RemoteAddr)
+	}
+	ctx := r.Context()
+	if err := b.Ready(ctx); err != nil {
+		return b.refuse(w, "not connected to Mattermost: "+err.Error(), "ICA is not connected to Mattermost yet; nothing was changed, please try again in a minute.")
 	}
 	if _, ok := req.Context["incident_id"]; ok {
 		return b.handleIncidentAction(w, r, req) // incident cards (incident.go)
 	}
+	attrs := []any{"post_id", clip(req.PostId, 40), "claimed_user_name", clip(req.UserName, 64)}
+	u, err := b.Verify(ctx, "action", req.TriggerId, req.UserId, attrs...)
+	if err != nil {
+		return ephemeral(w, "%s.", ica.ErrorMessage(err))
+	}
+	attrs = append(attrs, "user_id", u.Id, "user_name", u.Username)
 	str := func(k string) string { s, _ := req.Context[k].(string); return s }
 	id, action, sig := str("approval_id"), str("action"), str("sig")
-	if id == "" || action == "" || !verify(b.secret, sig, "action", id, action) {
-		b.log.Warn("refused action with a forged or missing context", "post_id", req.PostId, "user_id", req.UserId)
-		return ica.Errorf(ica.EFORBIDDEN, "this button was not made by ICA")
+	if id == "" || action == "" || !verify(b.secret, sig, "action", b.ledger(), id, action) {
+		if id != "" && action != "" && verify(b.secret, sig, "action", id, action) {
+			// A card drawn before buttons named their ledger: redraw it.
+			b.refreshCard(ctx, id, "legacy")
+			return b.refuse(w, "button signed without the ledger id", "This card was drawn by an earlier version of ICA and is being redrawn; click again in a moment.", attrs...)
+		}
+		return b.refuse(w, "forged or missing button context", "This button was not made by this ICA; nothing was changed.", attrs...)
 	}
-	ctx := r.Context()
 	a, err := b.store.Approval(ctx, id)
 	if err != nil {
 		return ephemeral(w, "Approval %s: %s", id, ica.ErrorMessage(err))
 	}
+	attrs = append(attrs, "approval_id", id)
 	if a.Card.PostID == "" || req.PostId != a.Card.PostID {
-		b.log.Warn("refused action from a post that is not the card", "approval_id", id, "post_id", req.PostId, "user_id", req.UserId)
-		return ephemeral(w, "This button is not on the card ICA posted for approval %s; use the card in ~%s.", id, b.target(a.Target).Channel)
+		return b.refuse(w, "click from a post that is not the card", fmt.Sprintf("This button is not on the card ICA posted for approval %s; use the card in ~%s.", id, b.target(a.Target).Channel), attrs...)
 	}
-	if me := b.botUser(); me != nil && req.UserId == me.Id {
-		return ephemeral(w, "The ICA bot cannot decide approvals.")
+	if me := b.botUser(); me != nil && u.Id == me.Id {
+		return b.refuse(w, "the bot clicked", "The ICA bot cannot decide approvals.", attrs...)
 	}
 	var step string
 	switch action {
@@ -134,31 +120,36 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	case actionReject:
 		step = a.Step()
 	default:
-		return ephemeral(w, "Unknown action.")
+		return b.refuse(w, "unknown action "+clip(action, 40), "Unknown action.", attrs...)
 	}
 	if cur := a.Step(); cur == "" {
-		// A stale card: show the truth.
-		return b.replyCard(w, a, fmt.Sprintf("Approval %s is already %s%s.", a.ID, strings.ReplaceAll(a.Status, "_", " "), by(a)))
+		// A stale card: show the truth (a final card has no buttons).
+		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s is already %s%s.", a.ID, strings.ReplaceAll(a.Status, "_", " "), by(a)), true)
 	} else if cur != step {
-		return b.replyCard(w, a, fmt.Sprintf("Approval %s waits for its %s approval; the card is refreshed.", a.ID, cur))
+		return b.replyCard(ctx, w, a, fmt.Sprintf("Approval %s waits for its %s approval; the card is being refreshed.", a.ID, cur), true)
 	}
-	if err := b.eligible(ctx, a, step, req.UserId, req.UserName); err != nil {
-		return ephemeral(w, "You cannot decide this step: %s.", ica.ErrorMessage(err))
+	if err := b.eligible(ctx, a, step, u); err != nil {
+		return b.refuse(w, "not an approver of this step", "You cannot decide this step: "+ica.ErrorMessage(err)+".", attrs...)
 	}
-	if action != actionReject && a.IsRequester(req.UserName) {
-		return ephemeral(w, "You requested this deployment, so you cannot approve it.")
+	if action != actionReject {
+		if req, err := b.isRequester(ctx, a, u); err != nil {
+			return ephemeral(w, "%s.", ica.ErrorMessage(err))
+		} else if req {
+			return b.refuse(w, "the requester clicked approve", "You requested this deployment, so you cannot approve it.", attrs...)
+		}
 	}
-	if step == ica.StepBusiness && action != actionReject && a.Technical != nil && (a.Technical.UserID == req.UserId || strings.EqualFold(a.Technical.Username, req.UserName)) {
-		return ephemeral(w, "You gave the technical approval; the business approval must come from someone else.")
+	if step == ica.StepBusiness && action != actionReject && a.Technical != nil && a.Technical.UserID == u.Id {
+		return b.refuse(w, "the technical approver clicked the business step", "You gave the technical approval; the business approval must come from someone else.", attrs...)
 	}
 	if action == actionReject || action == actionApproveDeferred || b.target(a.Target).CommentOnApprove {
-		return b.openDialog(ctx, w, a, action, req)
+		return b.openDialog(ctx, w, a, action, req.TriggerId, u)
 	}
-	n, err := b.decide(ctx, a.ID, step, ica.Transition{Action: action, By: ica.Decider{UserID: req.UserId, Username: req.UserName}, Via: "mattermost"}, req.PostId)
+	n, err := b.decide(ctx, a.ID, step, ica.Transition{Action: action, By: ica.Decider{UserID: u.Id, Username: u.Username}, ByEmail: u.Email, Via: "mattermost"}, req.PostId)
 	if err != nil {
 		return ephemeral(w, "Not recorded: %s", ica.ErrorMessage(err))
 	}
-	return b.replyCard(w, n, decidedText(step, n))
+	// The transition itself queued the card's redraw.
+	return b.replyCard(ctx, w, n, decidedText(step, n), false)
 }
 
 func by(a *ica.Approval) string {
@@ -185,20 +176,66 @@ func (b *Bot) decide(ctx context.Context, id, step string, t ica.Transition, pos
 	})
 }
 
-func (b *Bot) replyCard(w http.ResponseWriter, a *ica.Approval, text string) error {
-	msg, props := b.renderCard(a, b.clock.Now())
-	return actionReply(w, &model.PostActionIntegrationResponse{
-		Update:        &model.Post{Message: msg, Props: props},
-		EphemeralText: text,
-	})
+// replyCard answers a click with text and, when the card's current state
+// has no buttons, with the whole new card. A card that still has buttons
+// carries signed contexts for its current step, which the clicker may not
+// be allowed to decide: it is redrawn through the API instead (the outbox
+// patches the post; Mattermost strips the contexts from what clients get),
+// queued here when refresh is set.
+func (b *Bot) replyCard(ctx context.Context, w http.ResponseWriter, a *ica.Approval, text string, refresh bool) error {
+	resp := &model.PostActionIntegrationResponse{EphemeralText: text}
+	if a.Final() {
+		msg, props := b.renderCard(a, b.clock.Now())
+		resp.Update = &model.Post{Message: msg, Props: props}
+	} else if refresh {
+		b.refreshCard(ctx, a.ID, fmt.Sprintf("v%d", a.Version))
+	}
+	return actionReply(w, resp)
 }
 
-func (b *Bot) openDialog(ctx context.Context, w http.ResponseWriter, a *ica.Approval, action string, req model.PostActionIntegrationRequest) error {
-	nonce := make([]byte, 12)
-	_, _ = rand.Read(nonce)
-	st := dialogState{ApprovalID: a.ID, Action: action, UserID: req.UserId, Nonce: hex.EncodeToString(nonce),
+// refreshCard queues a redraw of an approval's card (once per reason).
+func (b *Bot) refreshCard(ctx context.Context, approvalID, reason string) {
+	if err := b.store.Enqueue(ctx, ApprovalCardUpdate(approvalID, approvalID+":card:refresh:"+reason)); err != nil {
+		b.log.Warn("could not queue a card refresh", "approval_id", approvalID, "err", err)
+	}
+}
+
+// newNonce returns a random dialog nonce.
+func newNonce() string {
+	n := make([]byte, 16)
+	_, _ = rand.Read(n)
+	return hex.EncodeToString(n)
+}
+
+// openDialogFor opens a dialog for a verified click: its single-use state
+// is stored (bound to the user) before the dialog is opened, so any replica
+// can take the submission.
+func (b *Bot) openDialogFor(ctx context.Context, w http.ResponseWriter, subject, action, triggerID string, u *model.User, d model.Dialog) error {
+	st := dialogState{ApprovalID: subject, Action: action, UserID: u.Id, Nonce: newNonce(),
 		Expires: b.clock.Now().Add(b.cfg.DialogTTL).Unix()}
-	d := model.Dialog{CallbackId: a.ID, State: b.encodeState(st), NotifyOnCancel: false}
+	d.CallbackId, d.State = subject, b.encodeState(st)
+	if err := b.store.AddDialogNonce(ctx, st.Nonce, u.Id, time.Unix(st.Expires, 0)); err != nil {
+		b.log.Warn("could not store a dialog nonce", "subject", subject, "err", err)
+		return ephemeral(w, "ICA could not open the dialog (%s); please click again.", ica.ErrorMessage(err))
+	}
+	// trigger_id lives 3 s: open the dialog now, inside the click.
+	octx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+	defer cancel()
+	if resp, err := b.client.API().OpenInteractiveDialog(octx, model.OpenDialogRequest{TriggerId: triggerID,
+		URL: b.cfg.PublicURL + "/mattermost/dialogs", Dialog: d}); err != nil {
+		_ = b.store.TakeDialogNonce(context.WithoutCancel(ctx), st.Nonce, u.Id)
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		b.log.Warn("could not open dialog", "subject", subject, "status", status, "err", err)
+		return ephemeral(w, "ICA could not open the dialog (Mattermost answered %d); please click again.", status)
+	}
+	return actionReply(w, &model.PostActionIntegrationResponse{})
+}
+
+func (b *Bot) openDialog(ctx context.Context, w http.ResponseWriter, a *ica.Approval, action, triggerID string, u *model.User) error {
+	var d model.Dialog
 	switch action {
 	case actionReject:
 		d.Title = "Reject " + a.ID
@@ -213,21 +250,7 @@ func (b *Bot) openDialog(ctx context.Context, w http.ResponseWriter, a *ica.Appr
 		d.SubmitLabel = "Approve"
 		d.Elements = []model.DialogElement{{DisplayName: "Comment", Name: "comment", Type: "textarea", Optional: true, MaxLength: 2000}}
 	}
-	b.dialogs.add(st)
-	// trigger_id lives 3 s: open the dialog now, inside the click.
-	ctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
-	defer cancel()
-	if resp, err := b.client.API().OpenInteractiveDialog(ctx, model.OpenDialogRequest{TriggerId: req.TriggerId,
-		URL: b.cfg.PublicURL + "/mattermost/dialogs", Dialog: d}); err != nil {
-		b.dialogs.take(st.Nonce)
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		b.log.Warn("could not open dialog", "approval_id", a.ID, "status", status, "err", err)
-		return ephemeral(w, "ICA could not open the dialog (Mattermost answered %d); please click again.", status)
-	}
-	return actionReply(w, &model.PostActionIntegrationResponse{})
+	return b.openDialogFor(ctx, w, a.ID, action, triggerID, u, d)
 }
 
 func dialogReply(w http.ResponseWriter, resp *model.SubmitDialogResponse) error {
@@ -235,37 +258,57 @@ func dialogReply(w http.ResponseWriter, resp *model.SubmitDialogResponse) error 
 	return json.NewEncoder(w).Encode(resp)
 }
 
+// checkDialog checks a submission's state: ICA's signature for this ledger,
+// opened for this very user and subject, and still open in the store.
+func (b *Bot) checkDialog(ctx context.Context, req model.SubmitDialogRequest) (dialogState, error) {
+	st, err := b.decodeState(req.State)
+	if err != nil {
+		return st, err
+	}
+	if st.UserID != req.UserId || st.ApprovalID != req.CallbackId {
+		return st, ica.Errorf(ica.EFORBIDDEN, "this dialog was opened for someone else")
+	}
+	if b.clock.Now().Unix() > st.Expires {
+		return st, ica.Errorf(ica.EFORBIDDEN, "this dialog is no longer open; click the button on the card again")
+	}
+	open, err := b.store.DialogNonceOpen(ctx, st.Nonce, st.UserID)
+	if err != nil {
+		return st, ica.Unavailable("ICA could not check this dialog; try again", err)
+	}
+	if !open {
+		return st, ica.Errorf(ica.EFORBIDDEN, "this dialog is no longer open; click the button on the card again")
+	}
+	return st, nil
+}
+
 // HandleDialog handles "POST /mattermost/dialogs". Any channel member can
 // send any state here, so the state must be ICA's signature of a dialog ICA
-// opened for this very user, not used before.
+// opened (from a verified click) for this very user, still open in the
+// store, and it is used once.
 func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	var req model.SubmitDialogRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		return ica.Errorf(ica.EINVALID, "malformed dialog submission")
+		b.log.Warn("refused dialog submission: malformed body", "remote", r.RemoteAddr)
+		return dialogReply(w, &model.SubmitDialogResponse{Error: "ICA could not read this submission."})
 	}
 	if isIncidentID(req.CallbackId) {
 		return b.handleIncidentDialog(w, r, req) // freeze override (incident.go)
 	}
-	st, err := b.decodeState(req.State)
-	if err == nil && (st.UserID != req.UserId || st.ApprovalID != req.CallbackId) {
-		err = ica.Errorf(ica.EFORBIDDEN, "this dialog was opened for someone else")
-	}
-	if err == nil {
-		if _, ok := b.dialogs.peek(st.Nonce); !ok || b.clock.Now().Unix() > st.Expires {
-			err = ica.Errorf(ica.EFORBIDDEN, "this dialog is no longer open; click the button on the card again")
-		}
-	}
+	ctx := r.Context()
+	st, err := b.checkDialog(ctx, req)
 	if err != nil {
-		b.log.Warn("refused dialog submission", "user_id", req.UserId, "callback_id", req.CallbackId, "reason", ica.ErrorMessage(err))
+		b.log.Warn("refused dialog submission", "user_id", clip(req.UserId, 40), "callback_id", clip(req.CallbackId, 40), "reason", ica.ErrorMessage(err))
 		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
 	if req.Cancelled {
-		b.dialogs.take(st.Nonce)
+		_ = b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID)
 		return dialogReply(w, &model.SubmitDialogResponse{})
 	}
 	text := func(k string) string { s, _ := req.Submission[k].(string); return strings.TrimSpace(s) }
 	t := ica.Transition{Action: st.Action, Via: "mattermost"}
+	field := "comment"
 	if st.Action == actionReject {
+		field = "reason"
 		t.Comment = text("reason")
 		if len(t.Comment) < 3 {
 			return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"reason": "A reason is required."}})
@@ -280,12 +323,18 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(t.Comment) > 2000 {
-		return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"reason": "At most 2000 characters."}})
+		return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{field: "At most 2000 characters."}})
 	}
-	if _, ok := b.dialogs.take(st.Nonce); !ok {
-		return dialogReply(w, &model.SubmitDialogResponse{Error: "this dialog was already submitted"})
+	if err := b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID); err != nil {
+		if ica.ErrorCode(err) == ica.ECONFLICT {
+			return dialogReply(w, &model.SubmitDialogResponse{Error: "this dialog was already submitted"})
+		}
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
-	ctx := r.Context()
+	u, err := b.user(ctx, st.UserID)
+	if err != nil {
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
+	}
 	a, err := b.store.Approval(ctx, st.ApprovalID)
 	if err != nil {
 		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
@@ -296,18 +345,17 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	} else if st.Action == actionApproveBusiness || st.Action == actionApproveDeferred {
 		step = ica.StepBusiness
 	}
-	username := ""
-	if u, _, err := call(ctx, "look up the user", func(ctx context.Context) (*model.User, *model.Response, error) {
-		return b.client.API().GetUser(ctx, req.UserId, "")
-	}); err == nil {
-		username = u.Username
-	} else {
-		return dialogReply(w, &model.SubmitDialogResponse{Error: "ICA could not reach Mattermost to check who you are; try again."})
-	}
-	if err := b.eligible(ctx, a, step, req.UserId, username); err != nil {
+	if err := b.eligible(ctx, a, step, u); err != nil {
 		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
-	t.By = ica.Decider{UserID: req.UserId, Username: username}
+	if st.Action != actionReject {
+		if isReq, err := b.isRequester(ctx, a, u); err != nil {
+			return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
+		} else if isReq {
+			return dialogReply(w, &model.SubmitDialogResponse{Error: "You requested this deployment, so you cannot approve it."})
+		}
+	}
+	t.By, t.ByEmail = ica.Decider{UserID: u.Id, Username: u.Username}, u.Email
 	if _, err := b.decide(ctx, a.ID, step, t, ""); err != nil {
 		if ica.ErrorField(err) == "not_before" {
 			return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"not_before": ica.ErrorMessage(err)}})

@@ -42,6 +42,19 @@ type Config struct {
 	FinanceApprovers []string
 	Secret           []byte        // HMAC key for button context and dialog state
 	DialogTTL        time.Duration // how long an opened dialog may be submitted (default 15m)
+
+	// InstanceName says which ICA this is (ICA_INSTANCE_NAME: staging,
+	// production); shown in the cards' footer when set.
+	InstanceName string
+	// SigningKey is the Mattermost server's public key for trigger_ids
+	// (ICA_MATTERMOST_SIGNING_KEY, base64 DER); empty: fetched from the server.
+	SigningKey string
+	// ApproverRefresh is how often approver usernames are resolved to user
+	// ids again (default 10m); a miss re-resolves sooner.
+	ApproverRefresh time.Duration
+	// UserCacheTTL is how long a user read from GET /users/{id} is reused
+	// (default 30s).
+	UserCacheTTL time.Duration
 }
 
 // Store is what the bot needs from the ledger.
@@ -50,6 +63,24 @@ type Store interface {
 	Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error)
 	UpdateApproval(ctx context.Context, id, actor string, fn func(a *ica.Approval) (string, any, []*ica.OutboxMessage, error)) (*ica.Approval, error)
 	Enqueue(ctx context.Context, msgs ...*ica.OutboxMessage) error
+	// RunRequester is the Azure DevOps identity a run was requested for.
+	RunRequester(ctx context.Context, runID string) (ica.RunRequester, error)
+	// LedgerID is the ledger's own id, part of every card's identity.
+	LedgerID() string
+
+	UsedTriggers
+	DialogNonces
+}
+
+// DialogNonces keeps the dialogs ICA opened, in the store, so a dialog
+// opened through one replica can be submitted through another, once, by the
+// user it was opened for.
+type DialogNonces interface {
+	AddDialogNonce(ctx context.Context, nonce, userID string, until time.Time) error
+	DialogNonceOpen(ctx context.Context, nonce, userID string) (bool, error)
+	// TakeDialogNonce fails with ica.ECONFLICT when the dialog is not open
+	// for that user.
+	TakeDialogNonce(ctx context.Context, nonce, userID string) error
 }
 
 // Bot connects ICA to one Mattermost team.
@@ -66,15 +97,23 @@ type Bot struct {
 	budgetCache *ica.Budget
 	budgetAt    time.Time
 
-	mu       sync.RWMutex
-	me       *model.User
-	teamID   string
-	channels map[string]string // name → id
-	users    map[string]string // lower-case username → id
-	readyErr error
+	mu         sync.RWMutex
+	me         *model.User
+	teamID     string
+	ledgerID   string
+	channels   map[string]string // name → id
+	users      map[string]string // configured username (lower-case) → user id
+	unresolved []string          // configured usernames that are no Mattermost user
+	resolvedAt time.Time
+	emailWarn  string // why the bot may not see e-mail addresses, or ""
+	readyErr   error
 
-	members *memberCache
-	dialogs *dialogStore
+	verifier  *TriggerVerifier
+	keyErr    error // a bad ICA_MATTERMOST_SIGNING_KEY
+	members   *memberCache
+	userCache *userCache
+	resolveMu sync.Mutex // one approver resolution at a time
+	missMu    sync.Mutex // one resolution after a miss at a time
 
 	incidents *incidentCards // incident cards and freeze warnings (incident.go); nil: disabled
 
@@ -87,10 +126,22 @@ func New(cfg Config, client *Client, store Store, clock ica.Clock, log *slog.Log
 	if cfg.DialogTTL == 0 {
 		cfg.DialogTTL = 15 * time.Minute
 	}
+	if cfg.ApproverRefresh == 0 {
+		cfg.ApproverRefresh = 10 * time.Minute
+	}
+	if cfg.UserCacheTTL == 0 {
+		cfg.UserCacheTTL = 30 * time.Second
+	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	return &Bot{cfg: cfg, secret: cfg.Secret, client: client, store: store, clock: clock, log: log,
+	b := &Bot{cfg: cfg, secret: cfg.Secret, client: client, store: store, clock: clock, log: log,
 		channels: map[string]string{}, users: map[string]string{}, readyErr: errors.New("connecting to Mattermost"),
-		members: newMemberCache(clock), dialogs: newDialogStore(clock)}
+		members: newMemberCache(clock), userCache: newUserCache(clock, cfg.UserCacheTTL)}
+	b.verifier, b.keyErr = NewTriggerVerifier(cfg.SigningKey, b.fetchSigningKey, store, clock)
+	if b.keyErr != nil {
+		b.verifier, _ = NewTriggerVerifier("", nil, store, clock) // verifies nothing
+		b.readyErr = b.keyErr
+	}
+	return b
 }
 
 // SetBudget installs the source of the cards' budget line.
@@ -112,6 +163,7 @@ func (b *Bot) Start(ctx context.Context) {
 			b.mu.Unlock()
 			if err == nil {
 				b.log.Info("connected to Mattermost", "bot", b.me.Username, "team", b.cfg.Team)
+				b.refreshApprovers(ctx)
 				return
 			}
 			b.log.Warn("Mattermost not ready; will retry", "err", err, "retry_in", delay.String())
@@ -135,6 +187,9 @@ func (b *Bot) Stop() {
 
 // Ready reports whether the bot is connected, or why not.
 func (b *Bot) Ready(ctx context.Context) error {
+	if b.keyErr != nil {
+		return b.keyErr
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.readyErr
@@ -171,36 +226,17 @@ func (b *Bot) resolve(ctx context.Context) error {
 		}
 		channels[name] = ch.Id
 	}
-	var names []string
-	seen := map[string]bool{}
-	for _, p := range b.cfg.Targets {
-		for _, u := range append(append(append([]string{}, p.Technical.Usernames...), p.Business.Usernames...), b.cfg.FinanceApprovers...) {
-			if l := strings.ToLower(u); !seen[l] {
-				seen[l] = true
-				names = append(names, u)
-			}
-		}
-	}
-	users := map[string]string{}
-	if len(names) > 0 {
-		found, _, err := call(ctx, "look up approvers", func(ctx context.Context) ([]*model.User, *model.Response, error) {
-			return api.GetUsersByUsernames(ctx, names)
-		})
-		if err != nil {
-			return err
-		}
-		for _, u := range found {
-			users[strings.ToLower(u.Username)] = u.Id
-		}
-		for _, n := range names {
-			if users[strings.ToLower(n)] == "" {
-				b.log.Warn("configured approver is not a Mattermost user", "username", n)
-			}
-		}
+	ledgerID := b.store.LedgerID()
+	if err := b.verifier.Refresh(ctx); err != nil {
+		return fmt.Errorf("%w (button clicks and commands cannot be verified without it)", err)
 	}
 	b.mu.Lock()
-	b.me, b.teamID, b.channels, b.users = me, team.Id, channels, users
+	b.me, b.teamID, b.channels, b.ledgerID = me, team.Id, channels, ledgerID
 	b.mu.Unlock()
+	if err := b.resolveApprovers(ctx); err != nil {
+		return err
+	}
+	b.checkEmailVisibility(ctx)
 	return nil
 }
 
@@ -216,10 +252,17 @@ func (b *Bot) channelID(name string) string {
 	return b.channels[name]
 }
 
+// userID returns the user id a configured username resolved to, or "".
 func (b *Bot) userID(username string) string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.users[strings.ToLower(username)]
+	return b.users[ica.NormalizeUsername(username)]
+}
+
+func (b *Bot) ledger() string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.ledgerID
 }
 
 func (b *Bot) target(name string) TargetPolicy {
@@ -284,31 +327,21 @@ func (c *memberCache) put(channel, user string, member bool) {
 	c.m[channel+"/"+user] = memberEntry{member: member, at: c.clock.Now()}
 }
 
-// eligible checks that the user may decide the approval's given step
-// (approve or reject): named approver or member of the step's channel.
-func (b *Bot) eligible(ctx context.Context, a *ica.Approval, step, userID, username string) error {
+// eligible checks that the user, as Mattermost describes them, may decide
+// the approval's given step (approve or reject): a named approver (by the
+// user id the name resolved to; a name that does not resolve grants
+// nothing) or a member of the step's channel.
+func (b *Bot) eligible(ctx context.Context, a *ica.Approval, step string, u *model.User) error {
 	pol := b.stepPolicy(a, step)
-	for _, u := range pol.Usernames {
-		if strings.EqualFold(u, username) {
-			if id := b.userID(u); id == "" || id == userID {
-				return nil
-			}
-		}
+	if b.namedUser(ctx, pol.Usernames, u) {
+		return nil
 	}
 	if pol.Channel != "" {
 		chID := b.channelID(pol.Channel)
 		if chID != "" {
-			member, ok := b.members.get(chID, userID)
-			if !ok {
-				_, resp, err := b.client.API().GetChannelMember(ctx, chID, userID, "")
-				if err == nil {
-					member = true
-				} else if resp != nil && (resp.StatusCode == 404 || resp.StatusCode == 403) {
-					member = false
-				} else {
-					return ica.Unavailable("could not check membership of ~"+pol.Channel+"; try again", err)
-				}
-				b.members.put(chID, userID, member)
+			member, err := b.isMember(ctx, chID, u.Id)
+			if err != nil {
+				return ica.Unavailable("could not check membership of ~"+pol.Channel+"; try again", err)
 			}
 			if member {
 				return nil
@@ -322,5 +355,24 @@ func (b *Bot) eligible(ctx context.Context, a *ica.Approval, step, userID, usern
 	if len(pol.Usernames) == 0 && pol.Channel == "" {
 		return ica.Errorf(ica.EFORBIDDEN, "no %s approvers are configured for %s; ask an ICA administrator", step, a.Target)
 	}
-	return ica.Errorf(ica.EFORBIDDEN, "@%s is not one of %s for %s", username, who, a.Target)
+	return ica.Errorf(ica.EFORBIDDEN, "@%s is not one of %s for %s", u.Username, who, a.Target)
+}
+
+// isMember reports whether the user is in the channel, remembering the
+// answer for a minute.
+func (b *Bot) isMember(ctx context.Context, chID, userID string) (bool, error) {
+	if member, ok := b.members.get(chID, userID); ok {
+		return member, nil
+	}
+	_, resp, err := b.client.API().GetChannelMember(ctx, chID, userID, "")
+	member := false
+	switch {
+	case err == nil:
+		member = true
+	case resp != nil && (resp.StatusCode == 404 || resp.StatusCode == 403):
+	default:
+		return false, err
+	}
+	b.members.put(chID, userID, member)
+	return member, nil
 }

@@ -32,8 +32,22 @@ const (
 	actionReject           = ica.ActReject
 )
 
-// propApprovalID marks ICA's cards so a card can be found again after a crash.
-const propApprovalID = "ica_approval_id"
+// Card props: propApprovalID and propLedgerID together are a card's
+// identity (approval ids restart at A-1 in every ledger, and several ICAs
+// may share one bot and one channel), so a card can be found again after a
+// create whose answer was lost, and never another ledger's.
+const (
+	propApprovalID = "ica_approval_id"
+	propLedgerID   = "ica_ledger_id"
+)
+
+// footer is a card's footer, naming the instance when it has a name.
+func (b *Bot) footer(what string) string {
+	if b.cfg.InstanceName != "" {
+		return "ICA " + b.cfg.InstanceName + " · " + what
+	}
+	return "ICA · " + what
+}
 
 // sign returns the HMAC of parts, hex-encoded.
 func sign(secret []byte, parts ...string) string {
@@ -206,7 +220,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 		TitleLink: a.RunURL,
 		Text:      "**Status:** " + stateWords[a.Status],
 		Fields:    fields,
-		Footer:    "ICA · ledger-recorded decision",
+		Footer:    b.footer("ledger-recorded decision"),
 	}
 	switch a.Status {
 	case ica.ApprovalPending:
@@ -216,7 +230,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 			b.button(a, actionApproveDeferred, "Approve, effective at…", "default"), b.button(a, actionReject, "Reject", "danger")}
 	}
 	msg := fmt.Sprintf("**Approval %s**: deploy %s run %s to **%s**: %s", a.ID, pipeline, show(a.RunID), a.Target, stateWords[a.Status])
-	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propApprovalID: a.ID}
+	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propApprovalID: a.ID, propLedgerID: b.ledger()}
 }
 
 func (b *Bot) button(a *ica.Approval, action, name, style string) *model.PostAction {
@@ -225,7 +239,7 @@ func (b *Bot) button(a *ica.Approval, action, name, style string) *model.PostAct
 		Integration: &model.PostActionIntegration{
 			URL: b.cfg.PublicURL + "/mattermost/actions",
 			Context: map[string]any{"approval_id": a.ID, "action": action,
-				"sig": sign(b.secret, "action", a.ID, action)},
+				"sig": sign(b.secret, "action", b.ledger(), a.ID, action)},
 		},
 	}
 }

@@ -77,3 +77,15 @@ func call[T any](ctx context.Context, what string, fn func(ctx context.Context) 
 	retry, err := classify(what, resp, err)
 	return v, retry, err
 }
+
+// ClientConfig reads GET /api/v4/config/client?format=old (a 6.x server
+// requires format=old; newer servers accept it too) with the bot's token,
+// which adds the settings only logged-in users see (ShowEmailAddress).
+func (c *Client) ClientConfig(ctx context.Context) (map[string]string, *model.Response, error) {
+	r, err := c.api.DoAPIGet(ctx, "/config/client?format=old", "")
+	if err != nil {
+		return nil, model.BuildResponse(r), err
+	}
+	defer r.Body.Close()
+	return model.DecodeJSONFromResponse[map[string]string](r)
+}

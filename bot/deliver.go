@@ -76,7 +76,7 @@ func (b *Bot) createCard(ctx context.Context, msg *ica.OutboxMessage, a *ica.App
 			return retry, err
 		}
 		for _, p := range list.Posts {
-			if p.UserId == b.botUser().Id && fmt.Sprint(p.GetProp(propApprovalID)) == a.ID {
+			if b.isOurCard(p, propApprovalID, a.ID) {
 				post = p
 				break
 			}
@@ -84,7 +84,7 @@ func (b *Bot) createCard(ctx context.Context, msg *ica.OutboxMessage, a *ica.App
 	}
 	if post == nil {
 		text, props := b.renderCard(a, b.clock.Now())
-		np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.pendingID(a)}
+		np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.pendingID(a.ID, msg)}
 		np.SetProps(props)
 		created, retry, err := call(ctx, "post the approval card", func(ctx context.Context) (*model.Post, *model.Response, error) {
 			return api.CreatePost(ctx, np)
@@ -109,11 +109,20 @@ func (b *Bot) createCard(ctx context.Context, msg *ica.OutboxMessage, a *ica.App
 	return false, nil
 }
 
-// pendingID is the client-side id Mattermost uses to drop a repeated create.
-// It must differ per approval: approvals created in the same millisecond
-// must not share a card.
-func (b *Bot) pendingID(a *ica.Approval) string {
-	return b.botUser().Id + ":" + a.ID
+// pendingID is the client-side id Mattermost uses to drop a repeated
+// create (for 30 s): this ledger's id, the subject (approval or incident)
+// and the outbox message. It is the same for every retry of one message and
+// differs between ledgers, so two ICAs sharing a bot never share a card.
+func (b *Bot) pendingID(subject string, msg *ica.OutboxMessage) string {
+	return fmt.Sprintf("ica:%s:%s:%d", b.ledger(), subject, msg.ID)
+}
+
+// isOurCard reports whether a post is this ledger's card of the subject:
+// posted by the bot, with the subject and this ledger's id in its props.
+func (b *Bot) isOurCard(p *model.Post, prop, subject string) bool {
+	me := b.botUser()
+	return me != nil && p.UserId == me.Id && fmt.Sprint(p.GetProp(prop)) == subject &&
+		fmt.Sprint(p.GetProp(propLedgerID)) == b.ledger()
 }
 
 // updateCard re-renders the card from the approval as it is now, sending
@@ -146,7 +155,11 @@ func (b *Bot) fanOut(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 		kind = "reminder"
 	}
 	for _, u := range users {
-		if a.IsRequester(u.Username) || (p.Step == ica.StepBusiness && a.Technical != nil && a.Technical.UserID == u.Id) || u.IsBot {
+		isReq, err := b.isRequester(ctx, a, u)
+		if err != nil {
+			return true, err
+		}
+		if isReq || (p.Step == ica.StepBusiness && a.Technical != nil && a.Technical.UserID == u.Id) || u.IsBot {
 			continue
 		}
 		q := p
@@ -169,17 +182,19 @@ func (b *Bot) stepUsers(ctx context.Context, a *ica.Approval, step string) ([]*m
 	api := b.client.API()
 	var out []*model.User
 	seen := map[string]bool{}
-	if len(pol.Usernames) > 0 {
-		users, retry, err := call(ctx, "look up approvers", func(ctx context.Context) ([]*model.User, *model.Response, error) {
-			return api.GetUsersByUsernames(ctx, pol.Usernames)
-		})
+	// Named approvers by the user id their name resolved to (a name that
+	// does not resolve approves nothing, so it is not asked either).
+	for _, n := range pol.Usernames {
+		id := b.userID(n)
+		if id == "" || seen[id] {
+			continue
+		}
+		u, err := b.user(ctx, id)
 		if err != nil {
-			return nil, retry, err
+			return nil, true, err
 		}
-		for _, u := range users {
-			seen[u.Id] = true
-			out = append(out, u)
-		}
+		seen[u.Id] = true
+		out = append(out, u)
 	}
 	if pol.Channel != "" {
 		chID := b.channelID(pol.Channel)

@@ -47,6 +47,7 @@ type harness struct {
 	cfg     bot.Config
 	mu      sync.Mutex
 	handler http.Handler
+	logs    *syncBuffer
 
 	store *store.Store
 	disp  *outbox.Dispatcher
@@ -56,8 +57,17 @@ type harness struct {
 
 func newHarness(t *testing.T, tweak func(c *bot.Config)) *harness {
 	t.Helper()
+	clock, mm := newMattermost(t)
+	return newHarnessOn(t, clock, mm, tweak)
+}
+
+// newMattermost starts the fake Mattermost of the tests: team ica, channel
+// deployments with tech1, tech2, biz1, alice, random and the bot, and
+// outsider in the team only.
+func newMattermost(t *testing.T, opts ...mmtest.Option) (*ica.FakeClock, *mmtest.Server) {
+	t.Helper()
 	clock := ica.NewFakeClock(testclock.At(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)))
-	mm := mmtest.New(t, mmtest.WithClock(clock))
+	mm := mmtest.New(t, append([]mmtest.Option{mmtest.WithClock(clock)}, opts...)...)
 	mm.AddTeam("ica")
 	mm.AddChannel("ica", "deployments")
 	for _, u := range []string{"tech1", "tech2", "biz1", "alice", "random"} {
@@ -67,8 +77,15 @@ func newHarness(t *testing.T, tweak func(c *bot.Config)) *harness {
 	mm.JoinTeam("ica", "outsider")
 	mm.AddBot("ica-bot")
 	mm.Join("deployments", "tech1", "tech2", "biz1", "alice", "random", "ica-bot")
+	return clock, mm
+}
+
+// newHarnessOn starts an ICA (its own ledger) against the given fake
+// Mattermost; several may share one.
+func newHarnessOn(t *testing.T, clock *ica.FakeClock, mm *mmtest.Server, tweak func(c *bot.Config)) *harness {
+	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	h := &harness{t: t, clock: clock, mm: mm, ledger: storetest.New(t), key: key, secret: []byte("0123456789abcdef0123456789abcdef")}
+	h := &harness{t: t, clock: clock, mm: mm, ledger: storetest.New(t), key: key, secret: []byte("0123456789abcdef0123456789abcdef"), logs: &syncBuffer{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		hd := h.handler
@@ -92,7 +109,7 @@ func newHarness(t *testing.T, tweak func(c *bot.Config)) *harness {
 
 func (h *harness) start() {
 	t := h.t
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	var err error
 	h.store, err = h.ledger.Open(store.Options{Clock: h.clock, Key: h.key, Logger: log,
 		Notifier: bot.Notifier{}, FinanceThreshold: 5000,
@@ -130,6 +147,24 @@ func (h *harness) stop() {
 	require.Empty(h.t, rep.Problems)
 	require.NoError(h.t, h.store.Close())
 	h.store = nil
+}
+
+// syncBuffer collects logs written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (h *harness) api(method, path string, body any) (int, map[string]any) {
@@ -185,9 +220,10 @@ func (h *harness) settle() {
 // card returns the card post of an approval in the fake Mattermost.
 func (h *harness) card(id string) *model.Post {
 	h.t.Helper()
+	ledger := h.store.LedgerID()
 	var found []*model.Post
 	for _, p := range h.mm.Posts("deployments") {
-		if fmt.Sprint(p.GetProp("ica_approval_id")) == id {
+		if fmt.Sprint(p.GetProp("ica_approval_id")) == id && fmt.Sprint(p.GetProp("ica_ledger_id")) == ledger {
 			found = append(found, p)
 		}
 	}
@@ -253,6 +289,8 @@ func TestBot_TwoClickApproval(t *testing.T) {
 	require.Equal(t, 200, res.Status)
 	require.Contains(t, h.lastEphemeral("tech1"), "technical approval")
 	require.Equal(t, "technical_approved", h.status(id)["status"], "the pipeline sees technical_approved at once")
+	requireNoSignedContext(t, res)
+	h.settle() // the card is redrawn through the API, not in the click's reply
 	card = h.card(id)
 	require.Equal(t, []string{"approvebusiness", "approvebusinessdeferred", "reject"}, actions(card), "the card offers the business step")
 	require.Contains(t, cardText(card), "@tech1")
@@ -376,6 +414,7 @@ func TestBot_RefusedClicks(t *testing.T) {
 
 	h.click(id, "approvetechnical", "tech1")
 	require.Equal(t, "technical_approved", h.status(id)["status"])
+	h.settle() // the card is redrawn with the business step
 	h.click(id, "approvebusiness", "tech1")
 	require.Contains(t, h.lastEphemeral("tech1"), "someone else")
 	require.Equal(t, "technical_approved", h.status(id)["status"])
@@ -388,14 +427,15 @@ func TestBot_ForgedContextAndOtherPost(t *testing.T) {
 	card := h.card(id)
 	before := h.store.LedgerEntries()
 
-	// A request that did not come from ICA's button.
+	// A request that did not come from ICA's button, even with a valid
+	// trigger: refused with HTTP 200 and an ephemeral message.
 	forged := model.PostActionIntegrationRequest{UserId: h.mm.UserID("tech1"), UserName: "tech1", PostId: card.Id,
-		Context: map[string]any{"approval_id": id, "action": "approve_technical", "sig": strings.Repeat("0", 64)}}
-	b, _ := json.Marshal(forged)
-	res, err := http.Post(h.srv.URL+"/mattermost/actions", "application/json", bytes.NewReader(b))
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, 403, res.StatusCode)
+		TriggerId: h.mm.TriggerID("tech1"),
+		Context:   map[string]any{"approval_id": id, "action": "approve_technical", "sig": strings.Repeat("0", 64)}}
+	status, reply := h.postAction(forged)
+	require.Equal(t, 200, status)
+	require.Contains(t, reply.EphemeralText, "not made by this ICA")
+	require.Nil(t, reply.Update)
 
 	// The same (real) context on another post.
 	stored := h.mm.Post(card.Id)
@@ -475,6 +515,7 @@ func TestBot_RestartBetweenClicks(t *testing.T) {
 	h.click(id, "approvetechnical", "tech1")
 	h.stop()
 	h.start()
+	h.settle()
 	h.click(id, "approvebusiness", "biz1")
 	require.Equal(t, "approved", h.status(id)["status"])
 	h.settle()
@@ -509,6 +550,7 @@ func TestBot_FinanceStep(t *testing.T) {
 	h.settle()
 	require.Contains(t, cardText(h.card(id)), "finance")
 	h.click(id, "approvetechnical", "tech1")
+	h.settle()
 	h.click(id, "approvebusiness", "biz1")
 	require.Contains(t, h.lastEphemeral("biz1"), "finance approvers")
 	h.click(id, "approvebusiness", "tech2")
@@ -531,4 +573,39 @@ func TestBot_CommentOnApprove(t *testing.T) {
 	st := h.status(id)
 	require.Equal(t, "technical_approved", st["status"])
 	require.Equal(t, "looks good", st["technical"].(map[string]any)["comment"])
+}
+
+// postAction sends an action request straight to ICA (as someone who
+// bypasses Mattermost would) and returns the HTTP status and the reply.
+func (h *harness) postAction(req model.PostActionIntegrationRequest) (int, *model.PostActionIntegrationResponse) {
+	h.t.Helper()
+	b, _ := json.Marshal(req)
+	res, err := http.Post(h.srv.URL+"/mattermost/actions", "application/json", bytes.NewReader(b))
+	require.NoError(h.t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	require.NotContains(h.t, string(raw), `"sig"`, "no reply carries a signed context")
+	var out model.PostActionIntegrationResponse
+	require.NoError(h.t, json.Unmarshal(raw, &out), string(raw))
+	return res.StatusCode, &out
+}
+
+// requireNoSignedContext checks that ICA's reply to a click carries no
+// button context (signed or not).
+func requireNoSignedContext(t *testing.T, res *mmtest.ClickResult) {
+	t.Helper()
+	require.NotNil(t, res.Response)
+	raw, _ := json.Marshal(res.Response)
+	require.NotContains(t, string(raw), `"sig"`)
+	require.NotContains(t, string(raw), `"integration"`)
+}
+
+// storedContext returns the context of a button as Mattermost stores it (in
+// clear, in its database): what a reader of that database could replay.
+func (h *harness) storedContext(postID, actionID string) map[string]any {
+	h.t.Helper()
+	p := h.mm.Post(postID)
+	a := p.GetAction(actionID)
+	require.NotNil(h.t, a, "button %s on post %s", actionID, postID)
+	return a.Integration.Context
 }

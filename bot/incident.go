@@ -2,16 +2,12 @@ package bot
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"path"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
 
@@ -170,7 +166,7 @@ func (b *Bot) deliverIncident(ctx context.Context, msg *ica.OutboxMessage) (bool
 			return retry, err
 		}
 		for _, q := range list.Posts {
-			if q.UserId == b.botUser().Id && fmt.Sprint(q.GetProp(propIncidentID)) == inc.ID {
+			if b.isOurCard(q, propIncidentID, inc.ID) {
 				post = q
 				break
 			}
@@ -181,7 +177,7 @@ func (b *Bot) deliverIncident(ctx context.Context, msg *ica.OutboxMessage) (bool
 		if !p.Quiet && !inc.Final() {
 			text = "@here " + text
 		}
-		np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.botUser().Id + ":" + inc.ID + ":" + fmt.Sprint(inc.Fired)}
+		np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.pendingID(inc.ID, msg)}
 		np.SetProps(props)
 		created, retry, err := call(ctx, "post the incident card", func(ctx context.Context) (*model.Post, *model.Response, error) {
 			return api.CreatePost(ctx, np)
@@ -325,7 +321,7 @@ func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string
 		TitleLink: show(inc.PortalLink),
 		Text:      fmt.Sprintf("**Status:** %s · incident %s", incidentWords[inc.Status], inc.ID),
 		Fields:    fields,
-		Footer:    "ICA · Azure Monitor · ledger-recorded",
+		Footer:    b.footer("Azure Monitor · ledger-recorded"),
 	}
 	if inc.PortalLink != "" {
 		att.Text += fmt.Sprintf(" · [Azure portal](%s)", show(inc.PortalLink))
@@ -340,7 +336,7 @@ func (b *Bot) renderIncidentCard(ctx context.Context, inc *ica.Incident) (string
 		att.Actions = append(att.Actions, b.incidentButton(inc, incActOverride, "Override freeze", "danger"))
 	}
 	msg := fmt.Sprintf("**%s incident**: %s: %s", inc.Severity, title, incidentWords[inc.Status])
-	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propIncidentID: inc.ID}
+	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propIncidentID: inc.ID, propLedgerID: b.ledger()}
 }
 
 func (b *Bot) incidentButton(inc *ica.Incident, action, name, style string) *model.PostAction {
@@ -349,7 +345,7 @@ func (b *Bot) incidentButton(inc *ica.Incident, action, name, style string) *mod
 		Integration: &model.PostActionIntegration{
 			URL: b.cfg.PublicURL + "/mattermost/actions",
 			Context: map[string]any{"incident_id": inc.ID, "action": action,
-				"sig": sign(b.secret, "incident", inc.ID, action)},
+				"sig": sign(b.secret, "incident", b.ledger(), inc.ID, action)},
 		},
 	}
 }
@@ -383,37 +379,49 @@ func isIncidentID(id string) bool { return strings.HasPrefix(id, "inc-") }
 // handleIncidentAction handles a click on an incident card's button; see
 // HandleAction for what a click proves.
 func (b *Bot) handleIncidentAction(w http.ResponseWriter, r *http.Request, req model.PostActionIntegrationRequest) error {
+	ctx := r.Context()
+	attrs := []any{"post_id", clip(req.PostId, 40), "claimed_user_name", clip(req.UserName, 64)}
+	u, err := b.Verify(ctx, "incident action", req.TriggerId, req.UserId, attrs...)
+	if err != nil {
+		return ephemeral(w, "%s.", ica.ErrorMessage(err))
+	}
+	attrs = append(attrs, "user_id", u.Id, "user_name", u.Username)
 	str := func(k string) string { s, _ := req.Context[k].(string); return s }
 	id, action, sig := str("incident_id"), str("action"), str("sig")
-	if id == "" || action == "" || !verify(b.secret, sig, "incident", id, action) {
-		b.log.Warn("refused incident action with a forged or missing context", "post_id", req.PostId, "user_id", req.UserId)
-		return ica.Errorf(ica.EFORBIDDEN, "this button was not made by ICA")
+	if id == "" || action == "" || !verify(b.secret, sig, "incident", b.ledger(), id, action) {
+		if id != "" && action != "" && verify(b.secret, sig, "incident", id, action) && b.incidents != nil {
+			// A card drawn before buttons named their ledger: redraw it.
+			if inc, err := b.incidents.store.Incident(ctx, id); err == nil {
+				_ = b.store.Enqueue(ctx, IncidentCardMessages("refresh-legacy", inc, "", true)...)
+			}
+			return b.refuse(w, "incident button signed without the ledger id", "This card was drawn by an earlier version of ICA and is being redrawn; click again in a moment.", attrs...)
+		}
+		return b.refuse(w, "forged or missing incident button context", "This button was not made by this ICA; nothing was changed.", attrs...)
 	}
 	if b.incidents == nil {
 		return ephemeral(w, "Incident cards are not enabled on this ICA.")
 	}
-	ctx := r.Context()
 	inc, err := b.incidents.store.Incident(ctx, id)
 	if err != nil {
 		return ephemeral(w, "Incident %s: %s", id, ica.ErrorMessage(err))
 	}
+	attrs = append(attrs, "incident_id", id)
 	if inc.Card.PostID == "" || req.PostId != inc.Card.PostID {
-		b.log.Warn("refused incident action from a post that is not the card", "incident_id", id, "post_id", req.PostId, "user_id", req.UserId)
-		return ephemeral(w, "This button is not on the card ICA posted for incident %s.", id)
+		return b.refuse(w, "incident click from a post that is not the card", fmt.Sprintf("This button is not on the card ICA posted for incident %s.", id), attrs...)
 	}
-	if me := b.botUser(); me != nil && req.UserId == me.Id {
-		return ephemeral(w, "The ICA bot cannot act on incidents.")
+	if me := b.botUser(); me != nil && u.Id == me.Id {
+		return b.refuse(w, "the bot clicked", "The ICA bot cannot act on incidents.", attrs...)
 	}
 	switch action {
 	case incActAcknowledge, incActResolve:
 		if inc.Final() || (action == incActAcknowledge && inc.Status != ica.IncidentOpen) {
-			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s is already %s.", inc.ID, inc.Status))
+			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s is already %s.", inc.ID, inc.Status), true)
 		}
-		if err := b.onCall(ctx, inc, req.UserId, req.UserName); err != nil {
-			return ephemeral(w, "You cannot do this: %s.", ica.ErrorMessage(err))
+		if err := b.onCall(ctx, inc, u); err != nil {
+			return b.refuse(w, "not on call", "You cannot do this: "+ica.ErrorMessage(err)+".", attrs...)
 		}
-		t := ica.IncidentTransition{Action: action, By: ica.Decider{UserID: req.UserId, Username: req.UserName}, Via: "mattermost"}
-		n, err := b.incidents.store.IncidentTransition(ctx, id, t, "mattermost:"+req.UserName, func(cur *ica.Incident) error {
+		t := ica.IncidentTransition{Action: action, By: ica.Decider{UserID: u.Id, Username: u.Username}, Via: "mattermost"}
+		n, err := b.incidents.store.IncidentTransition(ctx, id, t, "mattermost:"+u.Username, func(cur *ica.Incident) error {
 			if cur.Card.PostID != req.PostId {
 				return ica.Errorf(ica.EFORBIDDEN, "that is not the card of incident %s", cur.ID)
 			}
@@ -430,43 +438,64 @@ func (b *Bot) handleIncidentAction(w http.ResponseWriter, r *http.Request, req m
 		if n.Paged {
 			text += " PagerDuty is told too."
 		}
-		return b.replyIncidentCard(ctx, w, n, text)
+		return b.replyIncidentCard(ctx, w, n, text, false) // the transition queued the redraw
 	case incActOverride:
-		if !b.isCommander(req.UserName) {
-			return ephemeral(w, "Only incident commanders can override a deployment freeze.")
+		if !b.isCommander(ctx, u) {
+			return b.refuse(w, "not an incident commander", "Only incident commanders can override a deployment freeze.", attrs...)
 		}
 		if inc.Final() || len(b.frozenTargets(inc)) == 0 {
-			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s freezes no deployment.", inc.ID))
+			return b.replyIncidentCard(ctx, w, inc, fmt.Sprintf("Incident %s freezes no deployment.", inc.ID), true)
 		}
 		if b.override(ctx, inc) != nil {
-			return b.replyIncidentCard(ctx, w, inc, "The freeze of this incident is already overridden.")
+			return b.replyIncidentCard(ctx, w, inc, "The freeze of this incident is already overridden.", true)
 		}
-		return b.openOverrideDialog(ctx, w, inc, req)
+		return b.openOverrideDialog(ctx, w, inc, req.TriggerId, u)
 	}
-	return ephemeral(w, "Unknown action.")
+	return b.refuse(w, "unknown incident action "+clip(action, 40), "Unknown action.", attrs...)
 }
 
-func (b *Bot) replyIncidentCard(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, text string) error {
+// replyIncidentCard answers with text and, when the card has no buttons
+// left, the whole new card; a card with buttons is redrawn through the API
+// (see replyCard: no reply carries the signed buttons of a step the clicker
+// could not take), queued here when refresh is set.
+func (b *Bot) replyIncidentCard(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, text string, refresh bool) error {
+	resp := &model.PostActionIntegrationResponse{EphemeralText: text}
 	msg, props := b.renderIncidentCard(ctx, inc)
-	return actionReply(w, &model.PostActionIntegrationResponse{
-		Update:        &model.Post{Message: msg, Props: props},
-		EphemeralText: text,
-	})
+	switch {
+	case !hasActions(props):
+		resp.Update = &model.Post{Message: msg, Props: props}
+	case refresh:
+		if err := b.store.Enqueue(ctx, IncidentCardMessages(fmt.Sprintf("refresh-v%d", inc.Version), inc, "", true)...); err != nil {
+			b.log.Warn("could not queue an incident card refresh", "incident_id", inc.ID, "err", err)
+		}
+	}
+	return actionReply(w, resp)
 }
 
-func (b *Bot) isCommander(username string) bool {
-	return username != "" && slices.ContainsFunc(b.incidents.cfg.Commanders, func(c string) bool { return strings.EqualFold(c, username) })
+// hasActions reports whether rendered props carry buttons.
+func hasActions(props model.StringInterface) bool {
+	atts, _ := props["attachments"].([]*model.MessageAttachment)
+	for _, a := range atts {
+		if len(a.Actions) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// isCommander reports whether u is a configured incident commander, by the
+// user id the name resolved to.
+func (b *Bot) isCommander(ctx context.Context, u *model.User) bool {
+	return b.namedUser(ctx, b.incidents.cfg.Commanders, u)
 }
 
 // onCall checks that the user belongs to the on-call group: a named
-// on-call user, or a member of the on-call channel (by default the channel
-// the card is in).
-func (b *Bot) onCall(ctx context.Context, inc *ica.Incident, userID, username string) error {
+// on-call user (by resolved id), or a member of the on-call channel (by
+// default the channel the card is in).
+func (b *Bot) onCall(ctx context.Context, inc *ica.Incident, u *model.User) error {
 	pol := b.incidents.cfg.OnCall
-	for _, u := range pol.Usernames {
-		if strings.EqualFold(u, username) {
-			return nil
-		}
+	if b.namedUser(ctx, pol.Usernames, u) {
+		return nil
 	}
 	chID := inc.Card.ChannelID
 	if pol.Channel != "" {
@@ -479,74 +508,44 @@ func (b *Bot) onCall(ctx context.Context, inc *ica.Incident, userID, username st
 		chID = ""
 	}
 	if chID != "" {
-		member, ok := b.members.get(chID, userID)
-		if !ok {
-			_, resp, err := b.client.API().GetChannelMember(ctx, chID, userID, "")
-			switch {
-			case err == nil:
-				member = true
-			case resp != nil && (resp.StatusCode == 404 || resp.StatusCode == 403):
-				member = false
-			default:
-				return ica.Unavailable("could not check the on-call group; try again", err)
-			}
-			b.members.put(chID, userID, member)
+		member, err := b.isMember(ctx, chID, u.Id)
+		if err != nil {
+			return ica.Unavailable("could not check the on-call group; try again", err)
 		}
 		if member {
 			return nil
 		}
 	}
-	return ica.Errorf(ica.EFORBIDDEN, "@%s is not in the on-call group", username)
+	return ica.Errorf(ica.EFORBIDDEN, "@%s is not in the on-call group", u.Username)
 }
 
-func (b *Bot) openOverrideDialog(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, req model.PostActionIntegrationRequest) error {
-	nonce := make([]byte, 12)
-	_, _ = rand.Read(nonce)
-	st := dialogState{ApprovalID: inc.ID, Action: incActOverride, UserID: req.UserId, Nonce: hex.EncodeToString(nonce),
-		Expires: b.clock.Now().Add(b.cfg.DialogTTL).Unix()}
+func (b *Bot) openOverrideDialog(ctx context.Context, w http.ResponseWriter, inc *ica.Incident, triggerID string, u *model.User) error {
 	targets := strings.Join(b.frozenTargets(inc), ", ")
-	d := model.Dialog{CallbackId: inc.ID, State: b.encodeState(st), Title: "Override freeze",
+	d := model.Dialog{Title: "Override freeze",
 		IntroductionText: fmt.Sprintf("Lift the deployment freeze of **%s** caused by %s incident %s. New approvals for %s will be accepted while it stays open. Your name and reason are recorded in the ledger.",
 			targets, inc.Severity, inc.ID, targets),
 		SubmitLabel: "Override",
 		Elements:    []model.DialogElement{{DisplayName: "Reason", Name: "reason", Type: "textarea", MinLength: 3, MaxLength: 2000, Placeholder: "Why must deployments go ahead during this incident?"}}}
-	b.dialogs.add(st)
-	ctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
-	defer cancel()
-	if resp, err := b.client.API().OpenInteractiveDialog(ctx, model.OpenDialogRequest{TriggerId: req.TriggerId,
-		URL: b.cfg.PublicURL + "/mattermost/dialogs", Dialog: d}); err != nil {
-		b.dialogs.take(st.Nonce)
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		b.log.Warn("could not open dialog", "incident_id", inc.ID, "status", status, "err", err)
-		return ephemeral(w, "ICA could not open the dialog (Mattermost answered %d); please click again.", status)
-	}
-	return actionReply(w, &model.PostActionIntegrationResponse{})
+	return b.openDialogFor(ctx, w, inc.ID, incActOverride, triggerID, u, d)
 }
 
 // handleIncidentDialog handles the freeze override dialog: the state must
-// be ICA's signature of a dialog ICA opened for this very user, unused.
+// be ICA's signature of a dialog ICA opened for this very user, still open.
 func (b *Bot) handleIncidentDialog(w http.ResponseWriter, r *http.Request, req model.SubmitDialogRequest) error {
-	st, err := b.decodeState(req.State)
-	if err == nil && (st.UserID != req.UserId || st.ApprovalID != req.CallbackId || st.Action != incActOverride) {
-		err = ica.Errorf(ica.EFORBIDDEN, "this dialog was opened for someone else")
-	}
-	if err == nil {
-		if _, ok := b.dialogs.peek(st.Nonce); !ok || b.clock.Now().Unix() > st.Expires {
-			err = ica.Errorf(ica.EFORBIDDEN, "this dialog is no longer open; click the button on the card again")
-		}
+	ctx := r.Context()
+	st, err := b.checkDialog(ctx, req)
+	if err == nil && st.Action != incActOverride {
+		err = ica.Errorf(ica.EFORBIDDEN, "this dialog was opened for something else")
 	}
 	if err == nil && b.incidents == nil {
 		err = ica.Errorf(ica.EFORBIDDEN, "incident cards are not enabled")
 	}
 	if err != nil {
-		b.log.Warn("refused dialog submission", "user_id", req.UserId, "callback_id", req.CallbackId, "reason", ica.ErrorMessage(err))
+		b.log.Warn("refused dialog submission", "user_id", clip(req.UserId, 40), "callback_id", clip(req.CallbackId, 40), "reason", ica.ErrorMessage(err))
 		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
 	if req.Cancelled {
-		b.dialogs.take(st.Nonce)
+		_ = b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID)
 		return dialogReply(w, &model.SubmitDialogResponse{})
 	}
 	reason, _ := req.Submission["reason"].(string)
@@ -557,17 +556,17 @@ func (b *Bot) handleIncidentDialog(w http.ResponseWriter, r *http.Request, req m
 	if len(reason) > 2000 {
 		return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"reason": "At most 2000 characters."}})
 	}
-	if _, ok := b.dialogs.take(st.Nonce); !ok {
-		return dialogReply(w, &model.SubmitDialogResponse{Error: "this dialog was already submitted"})
+	if err := b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID); err != nil {
+		if ica.ErrorCode(err) == ica.ECONFLICT {
+			return dialogReply(w, &model.SubmitDialogResponse{Error: "this dialog was already submitted"})
+		}
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
-	ctx := r.Context()
-	u, _, err := call(ctx, "look up the user", func(ctx context.Context) (*model.User, *model.Response, error) {
-		return b.client.API().GetUser(ctx, req.UserId, "")
-	})
+	u, err := b.user(ctx, st.UserID)
 	if err != nil {
-		return dialogReply(w, &model.SubmitDialogResponse{Error: "ICA could not reach Mattermost to check who you are; try again."})
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
-	if !b.isCommander(u.Username) {
+	if !b.isCommander(ctx, u) {
 		return dialogReply(w, &model.SubmitDialogResponse{Error: "Only incident commanders can override a deployment freeze."})
 	}
 	d := ica.Decision{Decider: ica.Decider{UserID: u.Id, Username: u.Username}, Comment: reason, Via: "mattermost"}

@@ -310,6 +310,9 @@ func TestIncident_AcknowledgeAndResolveFromCard(t *testing.T) {
 	res, _ = h.mm.Click(card.Id, "incacknowledge", "oncall1")
 	require.Equal(t, 200, res.Status)
 	require.Contains(t, lastEphemeralOf(h.mm, "oncall1"), "PagerDuty is told too")
+	raw, _ := json.Marshal(res.Response)
+	require.NotContains(t, string(raw), `"sig"`, "the card with buttons is redrawn through the API, not in the reply")
+	h.settle()
 	card = h.incidentCard(id)
 	require.Equal(t, []string{"incresolve", "incoverridefreeze"}, actions(card))
 	require.Contains(t, cardText(card), "@oncall1")
@@ -478,13 +481,33 @@ func TestIncident_ForgedIncidentButton(t *testing.T) {
 	id := body["incident_id"].(string)
 	h.settle()
 	card := h.incidentCard(id)
-	req := model.PostActionIntegrationRequest{UserId: h.mm.UserID("oncall1"), UserName: "oncall1", PostId: card.Id,
-		Context: map[string]any{"incident_id": id, "action": "resolve", "sig": "00"}}
-	b, _ := json.Marshal(req)
-	res, err := http.Post(h.srv.URL+"/mattermost/actions", "application/json", bytes.NewReader(b))
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, 403, res.StatusCode)
+	post := func(req model.PostActionIntegrationRequest) string {
+		b, _ := json.Marshal(req)
+		res, err := http.Post(h.srv.URL+"/mattermost/actions", "application/json", bytes.NewReader(b))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, 200, res.StatusCode, "Mattermost needs 200")
+		var reply model.PostActionIntegrationResponse
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&reply))
+		require.Nil(t, reply.Update)
+		return reply.EphemeralText
+	}
+	// A forged context, with a valid trigger.
+	text := post(model.PostActionIntegrationRequest{UserId: h.mm.UserID("oncall1"), UserName: "oncall1", PostId: card.Id,
+		TriggerId: h.mm.TriggerID("oncall1"), Context: map[string]any{"incident_id": id, "action": "resolve", "sig": "00"}})
+	require.Contains(t, text, "not made by this ICA")
+	// The real context (read from Mattermost's database) without a trigger.
+	stored := h.mm.Post(card.Id).GetAction("incresolve").Integration.Context
+	text = post(model.PostActionIntegrationRequest{UserId: h.mm.UserID("oncall1"), UserName: "oncall1", PostId: card.Id, Context: stored})
+	require.Contains(t, text, "could not confirm")
+	// ... or with a trigger of another user than the one named.
+	text = post(model.PostActionIntegrationRequest{UserId: h.mm.UserID("oncall1"), UserName: "oncall1", PostId: card.Id,
+		TriggerId: h.mm.TriggerID("random"), Context: stored})
+	require.Contains(t, text, "could not confirm")
+	// ... or random's own trigger with the on-call user's name in the body.
+	text = post(model.PostActionIntegrationRequest{UserId: h.mm.UserID("random"), UserName: "oncall1", PostId: card.Id,
+		TriggerId: h.mm.TriggerID("random"), Context: stored})
+	require.Contains(t, text, "@random is not in the on-call group")
 	st, body := h.api("GET", "/api/v1/incidents/"+id, nil)
 	require.Equal(t, 200, st)
 	require.Equal(t, "open", body["status"])

@@ -25,6 +25,7 @@ func TestBot_NOfMApprovers(t *testing.T) {
 	h.click(id, "approvetechnical", "tech1")
 	require.Contains(t, h.lastEphemeral("tech1"), "1 of 2 technical: @tech1")
 	require.Equal(t, "pending", h.status(id)["status"])
+	h.settle()
 	card := h.card(id)
 	require.Equal(t, []string{"approvetechnical", "reject"}, actions(card), "the card keeps its buttons for the others")
 	require.Contains(t, cardText(card), "Technical approvals: 1 of 2 technical: @tech1")
@@ -35,6 +36,7 @@ func TestBot_NOfMApprovers(t *testing.T) {
 
 	h.click(id, "approvetechnical", "tech2")
 	require.Equal(t, "technical_approved", h.status(id)["status"])
+	h.settle() // the click queued the card's redraw
 	require.Contains(t, cardText(h.card(id)), "2 of 2 technical: @tech1, @tech2")
 	h.click(id, "approvebusiness", "biz1")
 	st := h.status(id)
@@ -49,6 +51,7 @@ func TestBot_DeferredApproval(t *testing.T) {
 	id := h.request("2002", 10)
 	h.settle()
 	h.click(id, "approvetechnical", "tech1")
+	h.settle()
 	res := h.click(id, "approvebusinessdeferred", "biz1")
 	require.Equal(t, 200, res.Status)
 	require.Len(t, h.mm.OpenDialogs("biz1"), 1, "approve later asks when")
@@ -83,6 +86,7 @@ func TestBot_SupersededCard(t *testing.T) {
 	h.settle()
 	for _, id := range []string{newer, older} {
 		h.click(id, "approvetechnical", "tech1")
+		h.settle()
 		h.click(id, "approvebusiness", "biz1")
 	}
 	st := h.status(older)

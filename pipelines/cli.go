@@ -339,18 +339,20 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // fieldSource tells which variable or flag supplies a run start field.
 var fieldSource = map[string]string{
-	"run_id":          "BUILD_BUILDID or --run-id",
-	"pipeline_name":   "BUILD_DEFINITIONNAME or --pipeline",
-	"branch":          "BUILD_SOURCEBRANCH or --branch",
-	"commit":          "BUILD_SOURCEVERSION or --commit",
-	"triggered_by":    "BUILD_REQUESTEDFOREMAIL / BUILD_REQUESTEDFOR or --triggered-by",
-	"artifact_digest": "ICA_ARTIFACT_DIGEST or --artifact-digest",
-	"url":             "SYSTEM_COLLECTIONURI + SYSTEM_TEAMPROJECT or --url",
+	"run_id":              "BUILD_BUILDID or --run-id",
+	"pipeline_name":       "BUILD_DEFINITIONNAME or --pipeline",
+	"branch":              "BUILD_SOURCEBRANCH or --branch",
+	"commit":              "BUILD_SOURCEVERSION or --commit",
+	"triggered_by":        "BUILD_REQUESTEDFOREMAIL / BUILD_REQUESTEDFOR or --triggered-by",
+	"artifact_digest":     "ICA_ARTIFACT_DIGEST or --artifact-digest",
+	"url":                 "SYSTEM_COLLECTIONURI + SYSTEM_TEAMPROJECT or --url",
+	"requested_for_email": "BUILD_REQUESTEDFOREMAIL or --requested-for-email",
+	"requested_for_id":    "BUILD_REQUESTEDFORID or --requested-for-id",
 }
 
 var cmdRunStart = &command{
 	summary: "record the start of this pipeline run",
-	usage:   "[--run-id ID] [--pipeline NAME] [--branch REF] [--commit SHA] [--triggered-by USER] [--artifact-digest sha256:HEX] [--url URL]",
+	usage:   "[--run-id ID] [--pipeline NAME] [--branch REF] [--commit SHA] [--triggered-by USER] [--artifact-digest sha256:HEX] [--url URL] [--requested-for-email ADDR] [--requested-for-id ID]",
 	details: `
 Every field defaults to an Azure Pipelines predefined variable, so in a
 pipeline the command needs no flags:
@@ -360,8 +362,16 @@ pipeline the command needs no flags:
   commit        BUILD_SOURCEVERSION
   triggered_by  the part before "@" of BUILD_REQUESTEDFOREMAIL, lower-cased
                 (jane.doe@contoso.com -> jane.doe), assumed to be the person's
-                Mattermost username; BUILD_REQUESTEDFOR when there is no email
+                Mattermost username; BUILD_REQUESTEDFOR made into a name
+                (Jane Doe -> jane-doe) when there is no email
   url           SYSTEM_COLLECTIONURI + SYSTEM_TEAMPROJECT + /_build/results?buildId=BUILD_BUILDID
+  requested_for_email  BUILD_REQUESTEDFOREMAIL (compared with approvers' e-mail)
+  requested_for_id     BUILD_REQUESTEDFORID
+The requester (triggered_by and requested_for_email) may not approve the
+run; ICA compares them after normalisation (case, spaces, +tag).
+An ICA server refuses fields it does not know: upgrade ICA before this
+client (and the pipeline template) starts sending requested_for_email and
+requested_for_id.
 Starting the same run again is harmless (ICA answers with the stored run);
 the same run id with different fields is refused (409).`,
 	define: func(fs *flag.FlagSet, x *inv) (func() error, func(context.Context) int) {
@@ -374,6 +384,8 @@ the same run id with different fields is refused (409).`,
 		fs.StringVar(&s.TriggeredBy, "triggered-by", "", "Mattermost username of the person the run is for (default from $BUILD_REQUESTEDFOREMAIL)")
 		fs.StringVar(&s.ArtifactDigest, "artifact-digest", "", "digest of the artifact the run produces, sha256:<hex> (default $ICA_ARTIFACT_DIGEST)")
 		fs.StringVar(&s.URL, "url", "", "link to the run (default built from $SYSTEM_COLLECTIONURI, $SYSTEM_TEAMPROJECT, $BUILD_BUILDID)")
+		fs.StringVar(&s.RequestedForEmail, "requested-for-email", "", "e-mail address of the person the run is for (default $BUILD_REQUESTEDFOREMAIL)")
+		fs.StringVar(&s.RequestedForID, "requested-for-id", "", "Azure DevOps id of the person the run is for (default $BUILD_REQUESTEDFORID)")
 		return nil, func(ctx context.Context) int {
 			env := RunStartFromEnv(x.getenv)
 			fill := func(dst *string, v string) {
@@ -388,6 +400,8 @@ the same run id with different fields is refused (409).`,
 			fill(&s.TriggeredBy, env.TriggeredBy)
 			fill(&s.URL, env.URL)
 			fill(&s.ArtifactDigest, lookup(x.getenv, EnvArtifactDigest))
+			fill(&s.RequestedForEmail, env.RequestedForEmail)
+			fill(&s.RequestedForID, env.RequestedForID)
 			if err := s.Validate(); err != nil {
 				f := ica.ErrorField(err)
 				return x.fail(ExitUsage, "run start: %s (from %s)", ica.ErrorMessage(err), fieldSource[f])

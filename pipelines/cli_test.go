@@ -33,6 +33,7 @@ func azureEnvURL(icaURL string) map[string]string {
 		"BUILD_SOURCEVERSION":     commit,
 		"BUILD_REQUESTEDFOR":      "Jane Doe",
 		"BUILD_REQUESTEDFOREMAIL": "Jane.Doe@contoso.com",
+		"BUILD_REQUESTEDFORID":    "6f1c9a1e-0b1d-4c53-9d2f-7d0c6a0c1b11",
 		"SYSTEM_COLLECTIONURI":    "https://dev.azure.com/fabrikam/",
 		"SYSTEM_TEAMPROJECT":      "Fabrikam Fiber",
 		"SYSTEM_JOBID":            "12f1170f-54f2-53f3-20dd-22fc7dff55f9",
@@ -85,7 +86,7 @@ func fixtureVariables(t *testing.T) map[string]bool {
 func TestEnv_VariablesExistInFixture(t *testing.T) {
 	known := fixtureVariables(t)
 	for _, name := range []string{pipelines.EnvBuildID, pipelines.EnvDefinitionName, pipelines.EnvSourceBranch,
-		pipelines.EnvSourceVersion, pipelines.EnvRequestedForEmail, pipelines.EnvRequestedFor,
+		pipelines.EnvSourceVersion, pipelines.EnvRequestedForEmail, pipelines.EnvRequestedFor, pipelines.EnvRequestedForID,
 		pipelines.EnvCollectionURI, pipelines.EnvTeamProject, pipelines.EnvJobID, pipelines.EnvJobAttempt,
 		pipelines.EnvJobStatus} {
 		require.True(t, known[name], "%s is not a documented predefined variable", name)
@@ -101,20 +102,32 @@ func TestRunStartFromEnv(t *testing.T) {
 	env := azureEnvURL("http://ica.test")
 	s := pipelines.RunStartFromEnv(func(k string) string { return env[k] })
 	require.Equal(t, ica.RunStart{
-		RunID:        "1234",
-		PipelineName: "web service",
-		Branch:       "refs/heads/main",
-		Commit:       commit,
-		TriggeredBy:  "jane.doe",
-		URL:          "https://dev.azure.com/fabrikam/Fabrikam%20Fiber/_build/results?buildId=1234",
+		RunID:             "1234",
+		PipelineName:      "web service",
+		Branch:            "refs/heads/main",
+		Commit:            commit,
+		TriggeredBy:       "jane.doe",
+		URL:               "https://dev.azure.com/fabrikam/Fabrikam%20Fiber/_build/results?buildId=1234",
+		RequestedForEmail: "Jane.Doe@contoso.com",
+		RequestedForID:    "6f1c9a1e-0b1d-4c53-9d2f-7d0c6a0c1b11",
 	}, s)
 	require.NoError(t, s.Validate())
 
-	// A scheduled build has no email: the display name is used.
+	// A scheduled build has no email: the display name is made into a name
+	// ICA accepts (it refuses a requester it cannot compare).
 	delete(env, "BUILD_REQUESTEDFOREMAIL")
 	env["BUILD_REQUESTEDFOR"] = "Project Collection Service Accounts"
 	s = pipelines.RunStartFromEnv(func(k string) string { return env[k] })
-	require.Equal(t, "Project Collection Service Accounts", s.TriggeredBy)
+	require.Equal(t, "project-collection-service-accounts", s.TriggeredBy)
+	require.Empty(t, s.RequestedForEmail)
+	require.NoError(t, s.Validate())
+
+	// Values ICA would refuse are left out rather than failing the run.
+	env["BUILD_REQUESTEDFOREMAIL"], env["BUILD_REQUESTEDFORID"] = "not an address", "white space"
+	s = pipelines.RunStartFromEnv(func(k string) string { return env[k] })
+	require.Empty(t, s.RequestedForEmail)
+	require.Empty(t, s.RequestedForID)
+	require.NoError(t, s.Validate())
 }
 
 func TestTriggeredBy(t *testing.T) {
@@ -122,8 +135,10 @@ func TestTriggeredBy(t *testing.T) {
 		{"jane.doe@contoso.com", "Jane Doe", "jane.doe"},
 		{"Jane.Doe@Contoso.com", "", "jane.doe"},
 		{"jane+ci@contoso.com", "", "jane"},
-		{"", "Jane Doe", "Jane Doe"},
-		{"not-an-email", " Jane ", "Jane"},
+		{"", "Jane Doe", "jane-doe"},
+		{"not-an-email", " Jane ", "jane"},
+		{"", "Project Collection Build Service (contoso)", "project-collection-build-service-contoso"},
+		{"", "Microsoft.VisualStudio.Services.TFS", "microsoft.visualstudio.services.tfs"},
 	} {
 		require.Equal(t, tc.want, pipelines.TriggeredBy(tc.email, tc.name), "%q %q", tc.email, tc.name)
 	}

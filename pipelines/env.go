@@ -29,6 +29,7 @@ const (
 	EnvSourceVersion     = "BUILD_SOURCEVERSION"
 	EnvRequestedForEmail = "BUILD_REQUESTEDFOREMAIL"
 	EnvRequestedFor      = "BUILD_REQUESTEDFOR"
+	EnvRequestedForID    = "BUILD_REQUESTEDFORID"
 	EnvCollectionURI     = "SYSTEM_COLLECTIONURI"
 	EnvTeamProject       = "SYSTEM_TEAMPROJECT"
 	EnvJobID             = "SYSTEM_JOBID"
@@ -64,28 +65,53 @@ func isMacro(v string) bool {
 //	commit        BUILD_SOURCEVERSION
 //	triggered_by  TriggeredBy(BUILD_REQUESTEDFOREMAIL, BUILD_REQUESTEDFOR)
 //	url           RunURL(SYSTEM_COLLECTIONURI, SYSTEM_TEAMPROJECT, BUILD_BUILDID)
+//	requested_for_email BUILD_REQUESTEDFOREMAIL, when it is an address
+//	requested_for_id    BUILD_REQUESTEDFORID, when it is an id
 //
 // Fields whose variables are unset stay empty; the caller's flags fill them.
 func RunStartFromEnv(getenv func(string) string) ica.RunStart {
 	id := lookup(getenv, EnvBuildID)
 	return ica.RunStart{
-		RunID:        id,
-		PipelineName: lookup(getenv, EnvDefinitionName),
-		Branch:       lookup(getenv, EnvSourceBranch),
-		Commit:       lookup(getenv, EnvSourceVersion),
-		TriggeredBy:  TriggeredBy(lookup(getenv, EnvRequestedForEmail), lookup(getenv, EnvRequestedFor)),
-		URL:          RunURL(lookup(getenv, EnvCollectionURI), lookup(getenv, EnvTeamProject), id),
+		RunID:             id,
+		PipelineName:      lookup(getenv, EnvDefinitionName),
+		Branch:            lookup(getenv, EnvSourceBranch),
+		Commit:            lookup(getenv, EnvSourceVersion),
+		TriggeredBy:       TriggeredBy(lookup(getenv, EnvRequestedForEmail), lookup(getenv, EnvRequestedFor)),
+		URL:               RunURL(lookup(getenv, EnvCollectionURI), lookup(getenv, EnvTeamProject), id),
+		RequestedForEmail: requestedForEmail(lookup(getenv, EnvRequestedForEmail)),
+		RequestedForID:    requestedForID(lookup(getenv, EnvRequestedForID)),
 	}
+}
+
+// requestedForEmail is Build.RequestedForEmail when it is an address ICA
+// accepts, else "" (the field is optional; a bad one would refuse the run).
+func requestedForEmail(v string) string {
+	if ica.NormalizeEmail(v) == "" || len(v) > ica.MaxNameLen {
+		return ""
+	}
+	return v
+}
+
+// requestedForID is Build.RequestedForId when it is a valid id, else "".
+func requestedForID(v string) string {
+	if ica.ValidID("requested_for_id", v) != nil {
+		return ""
+	}
+	return v
 }
 
 // TriggeredBy names the person a run is for, as ICA's approval rules need it:
 // the Mattermost username, so that "the requester cannot approve" can match
 // the approver's Mattermost account. It assumes the common convention that
 // Mattermost usernames are the part of the corporate email before "@"
-// (lower-cased, without a "+tag"): jane.doe@contoso.com → jane.doe. Without
-// an email (scheduled builds, some service-triggered runs) it falls back to
-// Build.RequestedFor, the display name. Where the convention does not hold,
-// pass --triggered-by.
+// (lower-cased, without a "+tag"): jane.doe@contoso.com → jane.doe (ICA also
+// compares the full address, sent as requested_for_email, with approvers'
+// Mattermost e-mail addresses). Without an email (scheduled builds, some
+// service-triggered runs) it falls back to Build.RequestedFor, the display
+// name, made into a name ICA accepts: lower-case, other characters as "-"
+// ("Project Collection Build Service (contoso)" →
+// project-collection-build-service-contoso). Where the convention does not
+// hold, pass --triggered-by.
 func TriggeredBy(email, displayName string) string {
 	email = strings.TrimSpace(email)
 	if at := strings.LastIndex(email, "@"); at > 0 {
@@ -95,7 +121,25 @@ func TriggeredBy(email, displayName string) string {
 		}
 		return strings.ToLower(local)
 	}
-	return strings.TrimSpace(displayName)
+	return nameOf(displayName)
+}
+
+// nameOf turns a display name into a user-name-like word: lower-case
+// letters, digits, '.', '_' and '-', other runs of characters as one '-'.
+func nameOf(displayName string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(strings.TrimSpace(displayName)) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+			dash = false
+		case !dash && b.Len() > 0:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	return strings.Trim(b.String(), "-.")
 }
 
 // RunURL is the run's results page:

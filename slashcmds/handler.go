@@ -98,6 +98,20 @@ type Archiver interface {
 	Upload(ctx context.Context, name string, r io.Reader, contentType string, metadata map[string]string) (url string, err error)
 }
 
+// Caller is the person who ran a command, as Mattermost describes them
+// (GET /api/v4/users/{id}), never as the request body names them.
+type Caller struct {
+	UserID, Username, Email string
+}
+
+// CallerVerifier proves who ran a command: the command's trigger_id must
+// be signed by the Mattermost server for the user_id, fresh and unused (the
+// bot package's trigger verifier). Its errors are *ica.Error with a message
+// for the user; it logs the reason itself.
+type CallerVerifier interface {
+	VerifyCaller(ctx context.Context, triggerID, userID string) (Caller, error)
+}
+
 // Defaults for Deps.
 const (
 	DefaultMaxExports      = 2
@@ -118,6 +132,13 @@ type Deps struct {
 	// Tokens are the accepted command tokens (ICA_SLASH_TOKENS). With none,
 	// every request is refused.
 	Tokens []string
+	// Callers proves who ran each command from its trigger_id; without it
+	// every command is refused (the command token proves only that the
+	// request came through a Mattermost command, not who typed it).
+	Callers CallerVerifier
+	// InstanceName (ICA_INSTANCE_NAME: staging, production) is shown in
+	// /ica status when set.
+	InstanceName string
 	// Queries, Exporter and Poster are required; Archiver is optional (nil
 	// means no archive is configured, and the export says so).
 	Queries  Queries
@@ -167,7 +188,7 @@ type command struct {
 
 // call is one invocation, with the form fields Mattermost sent.
 type call struct {
-	UserID, UserName       string
+	UserID, UserName       string // as Mattermost describes the verified caller
 	ChannelID, ChannelName string
 	TeamID, ResponseURL    string
 	Text                   string // everything after "/ica"
@@ -300,8 +321,18 @@ func (h *Handler) HandleSlash(w http.ResponseWriter, r *http.Request) error {
 	if err := parseForm(r); err != nil {
 		return err
 	}
+	if h.d.Callers == nil {
+		h.log.Warn("slash command refused: no verifier of trigger ids is configured")
+		writeReply(w, "This ICA cannot check who runs /ica commands, so it answers none.")
+		return nil
+	}
+	who, err := h.d.Callers.VerifyCaller(r.Context(), r.Form.Get("trigger_id"), r.Form.Get("user_id"))
+	if err != nil {
+		writeReply(w, ica.ErrorMessage(err)+".")
+		return nil
+	}
 	c := &call{
-		UserID: r.Form.Get("user_id"), UserName: r.Form.Get("user_name"),
+		UserID: who.UserID, UserName: who.Username,
 		ChannelID: r.Form.Get("channel_id"), ChannelName: r.Form.Get("channel_name"),
 		TeamID: r.Form.Get("team_id"), ResponseURL: r.Form.Get("response_url"),
 		Text: r.Form.Get("text"), At: h.clock.Now(),

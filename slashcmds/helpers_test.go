@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/bot"
 	"github.com/ica-governance/ica/bot/mmtest"
 	"github.com/ica-governance/ica/export"
 )
@@ -227,6 +228,45 @@ func (a *fakeArchiver) Calls() int {
 	return a.calls
 }
 
+// testCallers verifies trigger_ids with the bot package's verifier against
+// the fake's key (as cmd/ica wires it) and reads the user from the fake.
+type testCallers struct {
+	v   *bot.TriggerVerifier
+	api *model.Client4
+}
+
+type memUsed struct {
+	mu   sync.Mutex
+	used map[string]bool
+}
+
+func (m *memUsed) UseTrigger(_ context.Context, key string, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.used[key] {
+		return ica.Errorf(ica.ECONFLICT, "used")
+	}
+	m.used[key] = true
+	return nil
+}
+
+func newTestCallers(t *testing.T, mm *mmtest.Server, clock ica.Clock, api *model.Client4) *testCallers {
+	v, err := bot.NewTriggerVerifier(mm.SigningPublicKey(), nil, &memUsed{used: map[string]bool{}}, clock)
+	require.NoError(t, err)
+	return &testCallers{v: v, api: api}
+}
+
+func (c *testCallers) VerifyCaller(ctx context.Context, triggerID, userID string) (Caller, error) {
+	if _, err := c.v.Verify(ctx, triggerID, userID); err != nil {
+		return Caller{}, ica.Errorf(ica.EFORBIDDEN, "ICA could not confirm that this came from you through Mattermost, so nothing was changed")
+	}
+	u, _, err := c.api.GetUser(ctx, userID, "")
+	if err != nil {
+		return Caller{}, ica.Unavailable("could not look up the user", err)
+	}
+	return Caller{UserID: u.Id, Username: u.Username, Email: u.Email}, nil
+}
+
 // ---- the world -----------------------------------------------------------------
 
 type world struct {
@@ -265,7 +305,8 @@ func (s *syncBuffer) String() string {
 // the command registered. change adjusts the Deps before New.
 func newWorld(t *testing.T, change ...func(*Deps)) *world {
 	t.Helper()
-	w := &world{t: t, mm: mmtest.New(t), clock: ica.NewFakeClock(t0), logs: &syncBuffer{},
+	clock := ica.NewFakeClock(t0)
+	w := &world{t: t, mm: mmtest.New(t, mmtest.WithClock(clock)), clock: clock, logs: &syncBuffer{},
 		q: &fakeQueries{bud: &BudgetSummary{}}, ex: &fakeExporter{count: 3}, arch: &fakeArchiver{}}
 	w.mm.AddTeam("ica")
 	w.mm.AddChannel("ica", "deployments")
@@ -286,7 +327,8 @@ func newWorld(t *testing.T, change ...func(*Deps)) *world {
 
 	d := Deps{
 		Tokens: []string{"other-team-token", w.token}, Queries: w.q, Exporter: w.ex, Poster: w.poster, Archiver: w.arch,
-		Clock: w.clock, Log: slog.New(slog.NewTextHandler(w.logs, nil)), MattermostURL: w.mm.URL,
+		Callers: newTestCallers(t, w.mm, w.clock, c),
+		Clock:   w.clock, Log: slog.New(slog.NewTextHandler(w.logs, nil)), MattermostURL: w.mm.URL,
 		TempDir: t.TempDir(),
 	}
 	for _, f := range change {

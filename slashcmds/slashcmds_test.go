@@ -77,14 +77,16 @@ func TestHandleSlash_BadToken(t *testing.T) {
 
 func TestHandleSlash_TokenSources(t *testing.T) {
 	q := &fakeQueries{bud: &BudgetSummary{}}
-	h := New(Deps{Tokens: []string{"a-token", fixtureToken}, Queries: q, Exporter: &fakeExporter{}, Poster: &mmPoster{}})
 	body := fixtureForm(t, "slash-status.txt")
+	fc := fixtureCallers(t, body)
+	h := New(Deps{Tokens: []string{"a-token", fixtureToken}, Queries: q, Exporter: &fakeExporter{}, Poster: &mmPoster{}, Callers: fc})
 
 	// As captured: header and form field.
 	_, resp := post(t, h, body, http.Header{"Authorization": {"Token " + fixtureToken}})
 	require.Contains(t, resp.Text, "#### ICA status")
 
-	// Form field only.
+	// Form field only (the captured trigger again: forget that it was used).
+	fc.forget()
 	_, resp = post(t, h, body, nil)
 	require.Contains(t, resp.Text, "#### ICA status")
 	calls := q.Calls()
@@ -336,9 +338,10 @@ func TestExport_HappyPath(t *testing.T) {
 
 func TestExport_FixtureForm(t *testing.T) {
 	ex := &fakeExporter{count: 7}
+	body := fixtureForm(t, "slash-export.txt")
 	h := New(Deps{Tokens: []string{fixtureToken}, Queries: &fakeQueries{}, Exporter: ex, Poster: &mmPoster{fail: fmt.Errorf("x")},
-		Clock: ica.NewFakeClock(t0), PostAttempts: 1, Log: slog0(), TempDir: t.TempDir()})
-	_, resp := post(t, h, fixtureForm(t, "slash-export.txt"), nil)
+		Clock: ica.NewFakeClock(t0), PostAttempts: 1, Log: slog0(), TempDir: t.TempDir(), Callers: fixtureCallers(t, body)})
+	_, resp := post(t, h, body, nil)
 	require.Equal(t, "Exporting 7 ledger records from 2026-01-01 to 2026-12-31 as CSV; the file will be posted here.", resp.Text)
 	require.NoError(t, h.Close(context.Background()))
 }

@@ -83,7 +83,11 @@ func (h *Handler) overview(ctx context.Context, c *call) (string, error) {
 	// Shrink the long lists until the reply fits.
 	for rows := 25; ; rows /= 2 {
 		var b strings.Builder
-		b.WriteString("#### ICA status\n\n")
+		b.WriteString("#### ICA status")
+		if h.d.InstanceName != "" {
+			b.WriteString(" · " + mdCode(clip(h.d.InstanceName, 40)))
+		}
+		b.WriteString("\n\n")
 		fmt.Fprintf(&b, "**Pending approvals (%s)**\n", count(pending))
 		approvalsTable(&b, limit(pending, rows), len(pending), c.At)
 		fmt.Fprintf(&b, "\n**Runs in progress (%s)**\n", count(running))

@@ -78,6 +78,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 		}
 		r := &ica.Run{RunID: in.RunID, PipelineName: in.PipelineName, Branch: in.Branch, Commit: in.Commit,
 			TriggeredBy: in.TriggeredBy, ArtifactDigest: in.ArtifactDigest, URL: in.URL,
+			RequestedForEmail: in.RequestedForEmail, RequestedForID: in.RequestedForID,
 			Status: ica.RunRunning, StartTime: st.now, Actor: actor, Credential: ica.CredentialOf(ctx)}
 		e, err := s.appendLedger(tx, st.now, ica.KindRunStarted, r.RunID, actor, r)
 		if err != nil {

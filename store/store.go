@@ -53,7 +53,8 @@ var (
 		bucketCosts, bucketCostByMonth, bucketChecks,
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
 		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup,
-		bucketPolicy, bucketDeployLocks, bucketDeployQueue, bucketDeployQueuePos, bucketDeployments}
+		bucketPolicy, bucketDeployLocks, bucketDeployQueue, bucketDeployQueuePos, bucketDeployments,
+		bucketUsedTriggers, bucketDialogNonces, bucketNonceExpiry}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")

@@ -57,8 +57,16 @@ func (s *Server) handleGetMe(w http.ResponseWriter, r *http.Request, me *model.U
 	writeJSON(w, http.StatusOK, u)
 }
 
+// sanitizeFor hides what the server would hide from the viewer.
+func (s *Server) sanitizeFor(u, viewer *model.User) *model.User {
+	if s.hideEmails && viewer != nil && viewer.Id != u.Id {
+		u.Email = ""
+	}
+	return u
+}
+
 // handleGetUser handles "GET /api/v4/users/{user_id}".
-func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, me *model.User) {
 	id := r.PathValue("user_id")
 	if !model.IsValidId(id) {
 		writeErr(w, r, invalidURLParam("user_id"))
@@ -67,7 +75,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 	s.mu.Lock()
 	u := s.users[id]
 	if u != nil {
-		u = copyUser(u)
+		u = s.sanitizeFor(copyUser(u), me)
 	}
 	s.mu.Unlock()
 	if u == nil {
@@ -79,7 +87,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 
 // handleGetUserByUsername handles "GET /api/v4/users/username/{username}":
 // the name must be a valid username (lower case), matched exactly.
-func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, me *model.User) {
 	name := r.PathValue("username")
 	if !model.IsValidUsername(name) {
 		writeErr(w, r, invalidBodyParam("username"))
@@ -88,7 +96,7 @@ func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request,
 	s.mu.Lock()
 	u := s.userByNameLocked(name)
 	if u != nil {
-		u = copyUser(u)
+		u = s.sanitizeFor(copyUser(u), me)
 	}
 	s.mu.Unlock()
 	if u == nil {
@@ -101,7 +109,7 @@ func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request,
 
 // handleGetUsersByUsernames handles "POST /api/v4/users/usernames": unknown
 // names are left out, as on a real server.
-func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Request, _ *model.User) {
+func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Request, me *model.User) {
 	var names []string
 	if err := decodeJSON(r, &names); err != nil || len(names) == 0 {
 		writeErr(w, r, invalidBodyParam("usernames"))
@@ -111,7 +119,7 @@ func (s *Server) handleGetUsersByUsernames(w http.ResponseWriter, r *http.Reques
 	out := []*model.User{}
 	for _, n := range names {
 		if u := s.userByNameLocked(n); u != nil {
-			out = append(out, copyUser(u))
+			out = append(out, s.sanitizeFor(copyUser(u), me))
 		}
 	}
 	s.mu.Unlock()
@@ -760,6 +768,7 @@ func (s *Server) handleClientConfig(w http.ResponseWriter, r *http.Request) {
 		"EnableBotAccountCreation":   "true",
 		"EnablePostUsernameOverride": "false",
 		"EnablePostIconOverride":     "false",
+		"ShowEmailAddress":           strconv.FormatBool(!s.hideEmails),
 	})
 }
 

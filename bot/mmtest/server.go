@@ -90,6 +90,11 @@ func WithIntegrationTimeout(d time.Duration) Option {
 	return func(s *Server) { s.integrationTimeout = d }
 }
 
+// WithHiddenEmails makes the server hide users' e-mail addresses from
+// other accounts, as PrivacySettings.ShowEmailAddress=false does for an
+// account without permission to read them (the default shows them).
+func WithHiddenEmails() Option { return func(s *Server) { s.hideEmails = true } }
+
 // Server is the fake Mattermost server.
 type Server struct {
 	// URL is the server's base URL (what ICA_MATTERMOST_URL points at).
@@ -100,6 +105,7 @@ type Server struct {
 	key                *ecdsa.PrivateKey
 	clock              Clock
 	integrationTimeout time.Duration
+	hideEmails         bool
 
 	mu          sync.Mutex
 	teams       map[string]*model.Team    // by id
@@ -271,6 +277,17 @@ func (s *Server) SigningPublicKey() string {
 	return base64.StdEncoding.EncodeToString(der)
 }
 
+// TriggerID returns a fresh trigger_id for the user, signed with the
+// server's key exactly as a click or command would carry it, for tests that
+// send requests to an integration themselves.
+func (s *Server) TriggerID(username string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.mustUserLocked(username)
+	_, trigger := s.newTriggerLocked(u.Id, s.current[u.Id])
+	return trigger
+}
+
 // ---- world setup -----------------------------------------------------------
 
 // AddTeam creates an open team and returns its id.
@@ -359,6 +376,19 @@ func (s *Server) addUser(username string, bot bool) (string, string) {
 	s.users[u.Id] = u
 	s.tokens[token] = u.Id
 	return u.Id, token
+}
+
+// RenameUser changes a user's username (another account may then take the
+// old name, as on a real server).
+func (s *Server) RenameUser(username, newName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userByNameLocked(newName) != nil {
+		s.tb.Fatalf("mmtest: user %q already exists", newName)
+	}
+	u := s.mustUserLocked(username)
+	u.Username = newName
+	u.UpdateAt = s.millis()
 }
 
 // Token returns the session token of a user or bot (to act as that user
@@ -593,6 +623,10 @@ type Failure struct {
 	// with X-RateLimit-* headers) and any other status is an AppError JSON.
 	Body        []byte
 	ContentType string
+	// Lost makes the server do the work first and only then answer with the
+	// failure: the request took effect but its answer was lost (a proxy's
+	// 502 after the server created the post).
+	Lost bool
 }
 
 type failureRule struct {
@@ -730,6 +764,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		rec.Header().Set("X-Request-Id", model.NewId())
 		rec.Header().Set("X-Version-Id", VersionID)
 		if fail != nil {
+			if fail.Lost {
+				next.ServeHTTP(httptest.NewRecorder(), r)
+			}
 			writeFailure(rec, r, *fail)
 		} else {
 			next.ServeHTTP(rec, r)

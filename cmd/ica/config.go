@@ -156,6 +156,14 @@ type Config struct {
 		Endpoint string        `yaml:"endpoint"`
 	} `yaml:"cost"`
 
+	// --- Mattermost callbacks and who may click (cmd/ica/callbacks.go) ---
+	// InstanceName says which ICA this is (ICA_INSTANCE_NAME), on cards and
+	// in /ica status.
+	InstanceName string `yaml:"instance_name"`
+	// Callbacks guards Mattermost's callbacks (buttons, dialogs, /ica).
+	Callbacks CallbackConfig `yaml:"callbacks"`
+	// --- end Mattermost callbacks ---
+
 	// Database selects PostgreSQL instead of the embedded ledger (database.go).
 	Database DatabaseConfig `yaml:"database"`
 
@@ -231,6 +239,7 @@ func defaultConfig() *Config {
 	c.Blob.Container = "ica-exports"
 	c.ADOHosts = []string{"dev.azure.com", "*.visualstudio.com"}
 	c.Cost.Interval = 6 * time.Hour
+	c.Callbacks.ApproverRefresh = 10 * time.Minute
 	return c
 }
 
@@ -278,7 +287,13 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.applyEnv(getenv, &p)
+	if err := c.applyCallbackEnv(getenv); err != nil {
+		p.addf("%v", err)
+	}
 	c.validate(&p)
+	if err := c.validateCallbacks(); err != nil {
+		p.addf("%v", err)
+	}
 	if len(p) > 0 {
 		return c, &ConfigError{Problems: p}
 	}

@@ -90,6 +90,10 @@ func TestMain_MattermostEndToEnd(t *testing.T) {
 	require.Equal(t, 200, res.Status)
 	_, body = call(t, "GET", base+"/api/v1/approvals/"+id, testToken, "")
 	require.Equal(t, "technical_approved", body["status"])
+	// The card is redrawn with the business step through the API (the click's
+	// reply carries no buttons tech1 could not use).
+	require.Eventually(t, func() bool { return mm.Post(card.Id).GetAction("approvebusiness") != nil },
+		10*time.Second, 20*time.Millisecond, "the card offers the business step")
 	res, err = mm.Click(card.Id, "approvebusiness", "biz1")
 	require.NoError(t, err)
 	require.Equal(t, 200, res.Status)

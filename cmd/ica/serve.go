@@ -70,6 +70,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("listen on %s (ICA_ADDR): %w", cfg.Addr, err)
 	}
 	defer ln.Close() // after Serve it is closed already; this covers the early returns
+	var cbLn net.Listener
+	if cfg.Callbacks.Addr != "" {
+		if cbLn, err = net.Listen("tcp", cfg.Callbacks.Addr); err != nil {
+			return fmt.Errorf("listen on %s (ICA_CALLBACK_ADDR): %w", cfg.Callbacks.Addr, err)
+		}
+		defer cbLn.Close()
+	}
 	if cfg.Database.URL != "" {
 		// Replicas share the ledger: each must sign and verify with the
 		// same keys, so they come from the environment (a Secret), never
@@ -129,7 +136,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	front := &swapHandler{}
 	srv := &http.Server{Handler: front, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	var status atomic.Value
 	if cfg.Database.URL != "" {
 		desc, _ := store.ParsePostgres(cfg.Database.URL)
@@ -229,6 +236,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			Commanders: cfg.Alerts.IncidentCommanders}, st, freezeInfo{policy: fz, st: st})
 		disp.Register(bot.Destination, mm)
 		deps.Degraded["mattermost"] = mm.Ready
+		deps.Degraded["mattermost_approvers"] = mm.Approvers   // names that approve nothing
+		deps.Degraded["mattermost_email"] = mm.EmailVisibility // the requester check without e-mail
 	}
 	schedOpt := scheduler.Options{Tasks: []func(context.Context) (time.Time, error){st.PolicyTick}}
 	if mm != nil {
@@ -264,7 +273,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	dash := mountDashboard(h, st, costs, actionSecret, cfg.PublicURL, pipelines, clock, log)
 	// --- end dashboard ---
 	if mm != nil {
-		// Mattermost signs nothing: these authenticate by the signed context and state.
+		// Each click proves its user by the signed trigger_id (bot/trigger.go), each
+		// button by its HMAC context, each dialog by its signed, stored state.
 		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
 		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
 	} else {
@@ -289,6 +299,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("the /ica command is not configured: ICA_SLASH_TOKENS is empty, so every /ica call is refused")
 		}
 		slash = slashcmds.New(slashcmds.Deps{Tokens: cfg.Mattermost.SlashTokens,
+			Callers: slashCallers{mm}, InstanceName: cfg.InstanceName,
 			Queries:  slashQueries{st: st, budget: costs},
 			Exporter: ledgerExporter{st: st, key: key, clock: clock}, Poster: mm, Archiver: arch,
 			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
@@ -314,12 +325,28 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
 		(*hook)(h)
 	}
-	front.set(h)
+	// Mattermost's callbacks: limited to ICA_CALLBACK_ALLOWED_CIDRS, and on
+	// their own listener when ICA_CALLBACK_ADDR is set (callbacks.go).
+	allowed, _ := webhooks.ParseCIDRs(cfg.Callbacks.AllowedCIDRs) // checked by loadConfig
+	var handler http.Handler = webhooks.CallbackSources(allowed, log, h)
+	var cbHandler http.Handler
+	if cbLn != nil {
+		handler, cbHandler = webhooks.SplitCallbacks(handler)
+	}
+	if mm != nil && len(allowed) == 0 && cbLn == nil {
+		log.Info("Mattermost callbacks are open to every source address (clicks and commands are still verified by their signed trigger_id); set ICA_CALLBACK_ALLOWED_CIDRS or ICA_CALLBACK_ADDR to narrow them")
+	}
+	front.set(handler)
 	metricsSrv, err := serveMetrics(cfg, metrics, log)
 	if err != nil {
 		srv.Close()
 		st.Close()
 		return err
+	}
+	var cbSrv *http.Server
+	if cbHandler != nil {
+		cbSrv = &http.Server{Handler: cbHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 	sock, err := admin.listen(socketPath(cfg.DataDir))
 	if err != nil {
@@ -369,6 +396,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cfg.Database.URL == "" {
 		go func() { serveErr <- srv.Serve(ln) }()
 	} // with a database, srv serves already (the starting handler until now)
+	if cbSrv != nil {
+		go func() { serveErr <- cbSrv.Serve(cbLn) }()
+		log.Info("listening for Mattermost callbacks", "callback_addr", cbLn.Addr().String())
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "ledger", st.Describe(), "ledger_id", st.LedgerID(), "ledger_entries", st.LedgerEntries(), "version", strings.TrimPrefix(versionString(), "ica "))
 
 	select {
@@ -384,6 +415,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
+	if cbSrv != nil {
+		if e := cbSrv.Shutdown(shutdownCtx); e != nil {
+			log.Warn("callback listener shutdown", "err", e)
+		}
 	}
 	if sock != nil {
 		sock.Shutdown(shutdownCtx)
@@ -449,7 +485,8 @@ func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *sl
 func botConfig(cfg *Config, secret []byte) bot.Config {
 	bc := bot.Config{PublicURL: cfg.PublicURL, Team: cfg.Mattermost.Team, DefaultChannel: cfg.Mattermost.ApprovalChannel,
 		FinanceChannel:   cfg.Mattermost.FinanceChannel,
-		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{}}
+		FinanceApprovers: cfg.Approval.FinanceApprovers, Secret: secret, Targets: map[string]bot.TargetPolicy{},
+		InstanceName: cfg.InstanceName, SigningKey: cfg.Callbacks.MattermostSigningKey, ApproverRefresh: cfg.Callbacks.ApproverRefresh}
 	for _, t := range []string{ica.TargetStaging, ica.TargetProduction} {
 		p := cfg.target(t)
 		bc.Targets[t] = bot.TargetPolicy{Channel: p.Channel, CommentOnApprove: p.CommentOnApprove,

@@ -97,12 +97,15 @@ func TestTemplate_StepsAgainstLiveICA(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
+			// Each step's button appears once the card is redrawn for it.
 			for _, p := range mm.Posts("deployments") {
-				if p.GetProp("ica_approval_id") == nil || !hasAction(p, "approvetechnical") {
-					continue
+				switch {
+				case p.GetProp("ica_approval_id") == nil:
+				case hasAction(p, "approvetechnical"):
+					_, _ = mm.Click(p.Id, "approvetechnical", "tech1")
+				case hasAction(p, "approvebusiness"):
+					_, _ = mm.Click(p.Id, "approvebusiness", "biz1")
 				}
-				_, _ = mm.Click(p.Id, "approvetechnical", "tech1")
-				_, _ = mm.Click(p.Id, "approvebusiness", "biz1")
 			}
 		}
 	}()

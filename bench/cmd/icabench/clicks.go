@@ -233,7 +233,7 @@ func clicks(ctx context.Context, c clicksConfig, stdout io.Writer) (int, error) 
 		all := append(append([]*clickRep{}, four...), one...)
 		figs = append(figs, bench.Figure{Name: "concurrently requested approvals with a card of their own", Value: med(all, func(r *clickRep) float64 { return float64(c.probe - r.probeShared) }),
 			Target: fmt.Sprintf("%d of %d", c.probe, c.probe), Pass: func(v float64) bool { return int(v) == c.probe },
-			Note: "approvals requested at the same moment must each get a card of their own (the card's pending_post_id is made from the approval id; one made from the creation time made Mattermost return one card for several approvals)"})
+			Note: "approvals requested at the same moment must each get a card of their own (the card's pending_post_id is made from the ledger id, the approval id and the outbox message; one made from the creation time made Mattermost return one card for several approvals)"})
 	}
 	title := fmt.Sprintf("clicks — medians of %d repetition(s): %d approvals x 4 clickers vs %d x 1 clicker, %d approvals in flight",
 		c.reps, c.approvals, c.baseline, c.inflight)
@@ -431,10 +431,12 @@ func clicksRep(ctx context.Context, c clicksConfig, bin, dataDir string, n, clic
 			r.sigMismatch++
 			r.problem("card %s of approval %s carries the button of approval %v", a.postID, a.id, a.techCtx["approval_id"])
 		}
-		if a.techCtx["sig"] != clkSign(secret, "action", a.id, "approve_technical") {
+		// Buttons are signed for this ledger (its id is on the card).
+		ledger := fmt.Sprint(p.GetProp("ica_ledger_id"))
+		if a.techCtx["sig"] != clkSign(secret, "action", ledger, a.id, "approve_technical") {
 			r.sigMismatch++
 		}
-		a.bizCtx = map[string]any{"approval_id": a.id, "action": "approve_business", "sig": clkSign(secret, "action", a.id, "approve_business")}
+		a.bizCtx = map[string]any{"approval_id": a.id, "action": "approve_business", "sig": clkSign(secret, "action", ledger, a.id, "approve_business")}
 	}
 	chID := fm.ChannelID(clkChannel)
 
@@ -442,8 +444,11 @@ func clicksRep(ctx context.Context, c clicksConfig, bin, dataDir string, n, clic
 	var lat bench.Latencies
 	var total atomic.Int64
 	click := func(sh *bench.Shard, a *clkApproval, user string, actx map[string]any) string {
+		// Each click carries its own trigger_id, signed by the fake server as
+		// a real one signs it (ICA verifies it and refuses a repeat).
 		body, _ := json.Marshal(&model.PostActionIntegrationRequest{UserId: fm.UserIDs[user], UserName: user, ChannelId: chID, ChannelName: clkChannel,
-			TeamId: fm.TeamID, TeamName: clkTeam, PostId: a.postID, Type: model.PostActionTypeButton, Context: actx})
+			TeamId: fm.TeamID, TeamName: clkTeam, PostId: a.postID, Type: model.PostActionTypeButton, Context: actx,
+			TriggerId: fm.TriggerID(user)})
 		st, b, d, err := bench.DoJSON(ctx, client, http.MethodPost, base+"/mattermost/actions", "", body)
 		total.Add(1)
 		sh.Add(d)

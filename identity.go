@@ -1,0 +1,127 @@
+package ica
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"unicode"
+)
+
+// Identities (DESIGN.md "Identities"): grants use stable ids (the
+// Mattermost user id, the Entra tid+oid); names and e-mail addresses only
+// exclude, and they are compared after a generous normalisation, never as
+// raw strings. The run's requester is the main such name: however the
+// pipeline spells it ("tech1", " Tech1@Example.com", "tech1+ci@example.com",
+// "Tech One <tech1@example.com>"), it must keep tech1 from approving.
+
+// Requester is a person named by a pipeline, normalised for comparison.
+type Requester struct {
+	// Username is the lower-case name the person is likely to have in
+	// Mattermost: the name itself, or the local part of the address
+	// (without "+tag").
+	Username string
+	// Email is the lower-case address without "+tag", or "" when only a
+	// name was given.
+	Email string
+}
+
+var (
+	usernamePattern  = regexp.MustCompile(`^[a-z0-9_][a-z0-9._-]*$`)
+	localPartPattern = regexp.MustCompile("^[a-z0-9!#$%&'*/=?^_`{|}~.-]+$")
+)
+
+// errRequester says what a requester must look like.
+var errRequester = errors.New(`must be a user name ("jane.doe"), an e-mail address ("jane.doe@example.com") or "Jane Doe <jane.doe@example.com>"`)
+
+// ParseRequester normalises a requester as a pipeline sends it: surrounding
+// space trimmed, lower-cased, "Name <addr>" reduced to addr, a leading "@"
+// dropped, "+tag" removed from the local part. It refuses what names nobody
+// in particular (a display name such as "Jane Doe", an empty address), since
+// a requester that cannot be compared would silently let the requester
+// approve.
+func ParseRequester(s string) (Requester, error) {
+	s = strings.TrimFunc(s, unicode.IsSpace)
+	if i := strings.LastIndexByte(s, '<'); i >= 0 {
+		if !strings.HasSuffix(s, ">") {
+			return Requester{}, errRequester
+		}
+		s = strings.TrimFunc(s[i+1:len(s)-1], unicode.IsSpace)
+		if !strings.Contains(s, "@") {
+			return Requester{}, errRequester
+		}
+	}
+	s = strings.ToLower(strings.TrimPrefix(s, "@"))
+	if s == "" || len(s) > MaxNameLen {
+		return Requester{}, errRequester
+	}
+	local, domain, isEmail := strings.Cut(s, "@")
+	if plus := strings.IndexByte(local, '+'); plus >= 0 {
+		local = local[:plus]
+	}
+	if !isEmail {
+		if !usernamePattern.MatchString(local) {
+			return Requester{}, errRequester
+		}
+		return Requester{Username: local}, nil
+	}
+	if !localPartPattern.MatchString(local) {
+		return Requester{}, errRequester
+	}
+	if domain == "" || strings.ContainsAny(domain, "@<>()[],;: \t") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return Requester{}, errRequester
+	}
+	return Requester{Username: local, Email: local + "@" + domain}, nil
+}
+
+// NormalizeUsername is a Mattermost username as the requester check
+// compares it: trimmed, lower-case, without a leading "@".
+func NormalizeUsername(s string) string {
+	return strings.ToLower(strings.TrimPrefix(strings.TrimFunc(s, unicode.IsSpace), "@"))
+}
+
+// NormalizeEmail is an address as the requester check compares it
+// (lower-case, "+tag" removed), or "" when s is not an address.
+func NormalizeEmail(s string) string {
+	r, err := ParseRequester(s)
+	if err != nil {
+		return ""
+	}
+	return r.Email
+}
+
+// Is reports whether the person with this Mattermost username and e-mail
+// address (either may be empty) is the requester. It errs towards "yes":
+// the username against the requester's name and the local part of the
+// requester's address, the address against the address, and the local part
+// of the person's address against the requester's name.
+func (r Requester) Is(username, email string) bool {
+	if r.Username == "" && r.Email == "" {
+		return false
+	}
+	u := NormalizeUsername(username)
+	var e, eLocal string
+	if p, err := ParseRequester(email); err == nil && p.Email != "" {
+		e, eLocal = p.Email, p.Username
+	}
+	switch {
+	case r.Username != "" && u != "" && r.Username == u:
+		return true
+	case r.Username != "" && eLocal != "" && r.Username == eLocal:
+		return true
+	case r.Email != "" && e != "" && r.Email == e:
+		return true
+	}
+	return false
+}
+
+// IsRequester reports whether a person (Mattermost username and e-mail,
+// either may be empty) is any of the named requesters (each as a pipeline
+// spelled it; unparseable ones count for nothing).
+func IsRequester(username, email string, requesters ...string) bool {
+	for _, s := range requesters {
+		if r, err := ParseRequester(s); err == nil && r.Is(username, email) {
+			return true
+		}
+	}
+	return false
+}
