@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"time"
 
-
 	"github.com/ica-governance/ica"
 )
 
