@@ -76,6 +76,9 @@ func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, ac
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
+	if err := s.precheckApproval(in); err != nil {
+		return nil, false, err
+	}
 	err = s.update(func(tx Tx, st *txState) error {
 		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
 		return err
@@ -91,6 +94,9 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 		return nil, false, err
 	}
 	if err := cb.Validate(); err != nil {
+		return nil, false, err
+	}
+	if err := s.precheckApproval(in); err != nil {
 		return nil, false, err
 	}
 	err = s.update(func(tx Tx, st *txState) error {

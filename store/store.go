@@ -130,6 +130,9 @@ type Store struct {
 
 	// beforeCommit is a test seam that fails a transaction just before commit.
 	beforeCommit func() error
+	// noPrecheck sends every write to the writer (a test seam: the answers
+	// must not depend on the pre-checks of precheck.go).
+	noPrecheck bool
 
 	// releasePages makes long scans hand the mapped pages they read back to
 	// the kernel (see ReleasePagesWhileScanning).
