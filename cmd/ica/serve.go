@@ -194,7 +194,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
 	// The API's approval requests wake the scheduler (wake.go).
 	api := deadlineLedger{Store: st, wake: func() { sched.Notify() }}
+	proxies, _ := webhooks.ParseTrustedProxies(cfg.TrustedProxies) // validated with the configuration
 	deps := webhooks.Deps{Ledger: api, Costs: costs, Checks: api, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
+		Sources: webhooks.NewSourceLimiter(cfg.SourceRateLimit, proxies),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
@@ -257,8 +259,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	// --- end dashboard ---
 	if mm != nil {
 		// Mattermost signs nothing: these authenticate by the signed context and state.
-		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
-		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
+		// One source (the Mattermost server): no per-address limit (webhooks/ratelimit.go).
+		h.Router().Handle("/mattermost/actions", h.RouteUnlimited(mm.HandleAction)).Methods(http.MethodPost)
+		h.Router().Handle("/mattermost/dialogs", h.RouteUnlimited(mm.HandleDialog)).Methods(http.MethodPost)
 	} else {
 		mountMattermostOff(h) // notconfigured.go
 	}
@@ -286,7 +289,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
 			MattermostURL: cfg.Mattermost.URL, Clock: clock, Log: log,
 			Dashboard: dash}) // dashboard: /ica dashboard
-		h.Router().Handle("/mattermost/slash", h.Route(nil, slash.HandleSlash)).Methods(http.MethodPost)
+		h.Router().Handle("/mattermost/slash", h.RouteUnlimited(slash.HandleSlash)).Methods(http.MethodPost)
 	}
 	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
