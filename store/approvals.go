@@ -99,12 +99,19 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 	if err := s.precheckApproval(in); err != nil {
 		return nil, false, err
 	}
+	// The job token is sealed before the writer, and kept only sealed
+	// (jobtokens.go).
+	kept, sealed, err := s.sealJobToken(cb)
+	if err != nil {
+		return nil, false, err
+	}
+	cb = kept
 	err = s.update(func(tx Tx, st *txState) error {
 		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
 		if err != nil {
 			return err
 		}
-		key := join([]byte(ap.ID), sep, []byte(cb.TaskInstanceID))
+		key := checkKey(ap.ID, cb.TaskInstanceID)
 		if err := putJSON(tx.Bucket(bucketChecks), key, cb); err != nil {
 			return err
 		}
@@ -113,17 +120,18 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 			return err
 		}
 		if ap.Final() {
-			return s.enqueue(tx, st, []*ica.OutboxMessage{checkMessage(ap, cb)})
+			// Decided already: the token goes straight to the message.
+			return s.enqueue(tx, st, []*ica.OutboxMessage{checkMessage(ap, cb, sealed)})
 		}
-		return nil
+		return tx.Bucket(bucketJobTokens).Put(key, sealed)
 	})
 	return ap, created, err
 }
 
-func checkMessage(a *ica.Approval, cb *ica.CheckCallback) *ica.OutboxMessage {
+func checkMessage(a *ica.Approval, cb *ica.CheckCallback, sealedToken []byte) *ica.OutboxMessage {
 	raw, _ := json.Marshal(ica.CheckCompletion{Callback: *cb, ApprovalID: a.ID, Status: a.Status, Result: ica.CheckResult(a.Status)})
 	return &ica.OutboxMessage{Destination: ica.CheckDestination, Kind: "task.completed",
-		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw}
+		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw, Sealed: sealedToken}
 }
 
 // checkMessages returns the callbacks to post for an approval that became final.
@@ -136,7 +144,11 @@ func checkMessages(tx Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
 		if err := json.Unmarshal(v, &cb); err != nil {
 			return nil, err
 		}
-		out = append(out, checkMessage(a, &cb))
+		sealed, err := takeJobToken(tx, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, checkMessage(a, &cb, sealed))
 	}
 	return out, nil
 }

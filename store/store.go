@@ -52,7 +52,8 @@ var (
 		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketMerkle, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
 		bucketCosts, bucketCostByMonth, bucketChecks,
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
-		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup}
+		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup,
+		bucketJobTokens}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")
@@ -91,6 +92,9 @@ type Options struct {
 	// memory then stays near what it allocates itself instead of growing
 	// with every page of the file it has read. Pages stay in the page cache.
 	ReleaseMappedEvery time.Duration
+	// TokenSealer seals the Azure DevOps job tokens of checks in callback
+	// mode (jobtokens.go); without it such checks are refused.
+	TokenSealer TokenSealer
 	// Gates are policy checks run inside the transaction that creates an
 	// approval (budget, deployment freeze); an error refuses the request.
 	Gates []ApprovalGate

@@ -104,6 +104,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// Azure DevOps job tokens are kept sealed with a key derived from the
+	// action secret, never in the ledger (pipelines/jobtoken.go).
+	jobTokens, err := icapipelines.NewJobTokenKey(actionSecret)
+	if err != nil {
+		return err
+	}
 	mmEnabled := cfg.Mattermost.URL != "" // validate made sure ICA_PUBLIC_URL is set too
 	var notifier ica.Notifier = ica.NopNotifier{}
 	if mmEnabled {
@@ -148,9 +154,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Gates:              []store.ApprovalGate{store.AzureBudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold, cfg.budgetScopes()), freezeGate(fz)},
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
+		TokenSealer:        jobTokens,
 	}, log, &status)
 	if err != nil {
 		return err
+	}
+	if n, err := st.SealLegacyJobTokens(); err != nil {
+		log.Warn("could not seal the job tokens an earlier version kept in clear; retried at the next start", "err", err)
+	} else if n > 0 {
+		log.Info("sealed or erased the job tokens an earlier version kept in clear", "records", n)
 	}
 	if st.Shared() {
 		// Every replica must sign checkpoints and button contexts alike.
@@ -169,7 +181,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	disp = outbox.New(st, clock, log, outbox.Policy{}, func(dest, outcome string, _ time.Duration) {
 		deliveries.WithLabelValues(dest, outcome).Inc()
 	})
-	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
+	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{Tokens: jobTokens})
 
 	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
 	if err != nil {

@@ -31,3 +31,9 @@ func (s *Store) PrechecksPipelineWrites() bool {
 	r, ok := s.eng.(interface{ remoteReads() bool })
 	return !ok || !r.remoteReads()
 }
+
+// PutRaw writes one record as it is, bypassing the operations (records of
+// an earlier version). Tests only.
+func (s *Store) PutRaw(bucket string, key, value []byte) error {
+	return s.update(func(tx Tx, st *txState) error { return tx.Bucket([]byte(bucket)).Put(key, value) })
+}
