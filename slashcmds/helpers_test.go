@@ -287,7 +287,7 @@ func newWorld(t *testing.T, change ...func(*Deps)) *world {
 	d := Deps{
 		Tokens: []string{"other-team-token", w.token}, Queries: w.q, Exporter: w.ex, Poster: w.poster, Archiver: w.arch,
 		Clock: w.clock, Log: slog.New(slog.NewTextHandler(w.logs, nil)), MattermostURL: w.mm.URL,
-		TempDir: t.TempDir(),
+		TempDir: t.TempDir(), ExportUsers: []string{"tech1", "biz1"},
 	}
 	for _, f := range change {
 		f(&d)

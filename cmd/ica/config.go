@@ -87,7 +87,7 @@ type Config struct {
 		FinanceChannel  string   `yaml:"finance_channel"`
 		SlashTokens     []string `yaml:"slash_tokens"`
 		// ExportUsers and ExportChannels say who may run /ica export (both
-		// empty: everyone in the team) (ICA_EXPORT_USERS, ICA_EXPORT_CHANNELS).
+		// empty: nobody) (ICA_EXPORT_USERS, ICA_EXPORT_CHANNELS).
 		ExportUsers    []string `yaml:"export_users"`
 		ExportChannels []string `yaml:"export_channels"`
 	} `yaml:"mattermost"`

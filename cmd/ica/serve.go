@@ -295,6 +295,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		if len(cfg.Mattermost.SlashTokens) == 0 {
 			log.Warn("the /ica command is not configured: ICA_SLASH_TOKENS is empty, so every /ica call is refused")
 		}
+		if len(cfg.Mattermost.ExportUsers) == 0 && len(cfg.Mattermost.ExportChannels) == 0 {
+			log.Warn("nobody may run /ica export: name who may in ICA_EXPORT_USERS (usernames) or ICA_EXPORT_CHANNELS (channels whose members may)")
+		}
 		slash = slashcmds.New(slashcmds.Deps{Tokens: cfg.Mattermost.SlashTokens,
 			Queries:  slashQueries{st: st, budget: costs},
 			Exporter: ledgerExporter{st: st, key: key, clock: clock}, Poster: mm, Archiver: arch,
