@@ -69,6 +69,8 @@ type Handler struct {
 	Deps
 	log     *slog.Logger
 	limiter *RateLimiter
+	// failures limits the failed requests of each principal (ratelimit.go).
+	failures *RateLimiter
 	metrics *Metrics
 	router  *mux.Router
 	root    http.Handler // router wrapped in observe
@@ -86,6 +88,9 @@ func NewHandler(d Deps) *Handler {
 		d.MaxBody = MaxBodyBytes
 	}
 	h := &Handler{Deps: d, log: d.Logger, limiter: d.Limiter, metrics: d.Metrics, router: mux.NewRouter()}
+	if d.Sources != nil {
+		h.failures = NewRateLimiter(FailuresPerSecond)
+	}
 	h.router.NotFoundHandler = h.limitSource(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, h.log, ica.Errorf(ica.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	}))
@@ -156,6 +161,7 @@ func (h *Handler) RouteUnlimited(fn func(w http.ResponseWriter, r *http.Request)
 func (h *Handler) endpoint(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := fn(w, r); err != nil {
+			h.holdFailure(r, err)
 			WriteError(w, r, h.log, err)
 		}
 	})

@@ -43,13 +43,25 @@ type SourceLimiter struct {
 
 	refused    atomic.Int64
 	lastLogged atomic.Int64 // unix nanoseconds
+	// holding bounds the refused requests held at once, maxHold how long
+	// each is held (see hold).
+	holding chan struct{}
+	maxHold time.Duration
 }
+
+// A refused request is held before it is answered (hold): at most
+// DefaultMaxHold, and at most maxHeld requests at once.
+const (
+	DefaultMaxHold = time.Second
+	maxHeld        = 256
+)
 
 // NewSourceLimiter allows perSec requests per second per source address
 // (burst twice that; <= 0 disables the limit), believing X-Forwarded-For
 // only from peers in trusted.
 func NewSourceLimiter(perSec float64, trusted []netip.Prefix) *SourceLimiter {
-	return &SourceLimiter{perAddr: NewRateLimiter(perSec), perUser: NewRateLimiter(perSec), trusted: trusted}
+	return &SourceLimiter{perAddr: NewRateLimiter(perSec), perUser: NewRateLimiter(perSec), trusted: trusted,
+		holding: make(chan struct{}, maxHeld), maxHold: DefaultMaxHold}
 }
 
 // ParseTrustedProxies reads ICA_TRUSTED_PROXIES: CIDRs (or single
@@ -179,6 +191,56 @@ func (l *SourceLimiter) noteRefusal(log *slog.Logger, r *http.Request) {
 		"latest_source", sourceKey(addr, ok), "latest_path", r.URL.Path)
 }
 
+// SetMaxHold changes how long a refused request is held at most (0: not
+// at all; tests).
+func (l *SourceLimiter) SetMaxHold(d time.Duration) { l.maxHold = d }
+
+// hold delays the answer to a refused request until the client could have
+// been served (at most maxHold, a second by default), instead of answering at once: a client
+// that ignores Retry-After and asks again as soon as it is answered then
+// slows itself down, where an immediate 429 would let a handful of
+// connections keep the server busy answering 429s. At most maxHeld
+// requests are held at once (a goroutine and a connection each); beyond
+// that the answer is immediate.
+func (l *SourceLimiter) hold(r *http.Request, wait time.Duration) {
+	if l == nil || l.maxHold <= 0 {
+		return
+	}
+	select {
+	case l.holding <- struct{}{}:
+		defer func() { <-l.holding }()
+	default:
+		return
+	}
+	t := time.NewTimer(min(wait, l.maxHold))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+// FailuresPerSecond is how many requests a principal may have refused (4xx)
+// per second (burst twice that) before its further refusals are held like
+// a rate-limited request: a pipeline never gets there, a client that
+// retries what fails as fast as it is answered does.
+const FailuresPerSecond = 10
+
+// holdFailure holds the answer to an authenticated request that failed
+// (4xx) when its principal is over FailuresPerSecond.
+func (h *Handler) holdFailure(r *http.Request, err error) {
+	p := PrincipalOf(r.Context())
+	if h.failures == nil || p == nil {
+		return
+	}
+	if s := StatusOf(ica.ErrorCode(err)); s < 400 || s >= 500 || s == http.StatusTooManyRequests {
+		return
+	}
+	if ok, wait := h.failures.Allow(p.Name); !ok {
+		h.Sources.hold(r, wait)
+	}
+}
+
 // limitSource refuses, with 429 and Retry-After, requests whose source
 // address is over its limit.
 func (h *Handler) limitSource(next http.Handler) http.Handler {
@@ -188,6 +250,7 @@ func (h *Handler) limitSource(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := h.Sources.Allow(r); !ok {
 			h.Sources.noteRefusal(h.log, r)
+			h.Sources.hold(r, wait)
 			tooMany(w, r, h.log, wait, "from this address")
 			return
 		}

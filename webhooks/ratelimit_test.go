@@ -1,6 +1,7 @@
 package webhooks_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -23,7 +24,7 @@ import (
 
 // sourceHandler is an API whose routes without credential allow 1 request
 // per second per source address (burst 2), believing X-Forwarded-For only
-// from the proxies given.
+// from the proxies given; refusals are not held.
 func sourceHandler(t *testing.T, proxies ...string) *webhooks.Handler {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
@@ -32,7 +33,9 @@ func sourceHandler(t *testing.T, proxies ...string) *webhooks.Handler {
 	t.Cleanup(func() { st.Close() })
 	trusted, err := webhooks.ParseTrustedProxies(proxies)
 	require.NoError(t, err)
-	return webhooks.NewHandler(webhooks.Deps{Ledger: st, Pipelines: mustTokens(t), Sources: webhooks.NewSourceLimiter(1, trusted),
+	sources := webhooks.NewSourceLimiter(1, trusted)
+	sources.SetMaxHold(0) // answer 429 at once: the sequences below stay exact
+	return webhooks.NewHandler(webhooks.Deps{Ledger: st, Pipelines: mustTokens(t), Sources: sources,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
@@ -171,4 +174,45 @@ func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
 	}
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
 	return body.Error.Code
+}
+
+// TestSourceLimit_HoldsRefusals: a refused request is answered when the
+// client could have been served (at most a second), so a client that asks
+// again at once slows itself down.
+func TestSourceLimit_HoldsRefusals(t *testing.T) {
+	h := webhooks.NewHandler(webhooks.Deps{Sources: webhooks.NewSourceLimiter(1, nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Equal(t, []int{200, 200}, statuses(h, 2, "GET", "/api/v1/openapi.json", "192.0.2.1:1", "", ""))
+	start := time.Now()
+	w := call(h, "GET", "/api/v1/openapi.json", "192.0.2.1:1", "", "")
+	require.Equal(t, 429, w.Code)
+	require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "held until a request would have been allowed")
+	require.Less(t, time.Since(start), 3*time.Second)
+
+	// A client that goes away is let go at once.
+	require.Equal(t, []int{200, 200}, statuses(h, 2, "GET", "/api/v1/openapi.json", "192.0.2.9:1", "", ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("GET", "/api/v1/openapi.json", nil).WithContext(ctx)
+	req.RemoteAddr = "192.0.2.9:2"
+	cancel()
+	start = time.Now()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, 429, rec.Code)
+	require.Less(t, time.Since(start), 200*time.Millisecond)
+}
+
+// TestFailures_HeldPerPrincipal: a principal whose requests keep failing has
+// its further failures held; its successful requests are answered at once.
+func TestFailures_HeldPerPrincipal(t *testing.T) {
+	h := sourceHandler(t)
+	h.Sources.SetMaxHold(webhooks.DefaultMaxHold)
+	for range 2 * webhooks.FailuresPerSecond {
+		require.Equal(t, 404, call(h, "GET", "/api/v1/runs/nope", "192.0.2.1:1", "", pipelineToken).Code)
+	}
+	start := time.Now()
+	require.Equal(t, 200, call(h, "GET", "/api/v1/runs", "192.0.2.1:1", "", pipelineToken).Code)
+	require.Less(t, time.Since(start), 50*time.Millisecond, "a success is not held")
+	start = time.Now()
+	require.Equal(t, 404, call(h, "GET", "/api/v1/runs/nope", "192.0.2.1:1", "", pipelineToken).Code)
+	require.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond, "the next failure is held")
 }

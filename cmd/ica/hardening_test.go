@@ -43,16 +43,16 @@ func TestServe_SourceRateLimit(t *testing.T) {
 			require.Equal(t, 200, get("/healthz", "").StatusCode)
 		}
 		codes := []int{}
+		var last *http.Response
 		for i := range 3 {
-			codes = append(codes, get("/api/v1/openapi.json", "203.0.113."+strconv.Itoa(i+1)).StatusCode)
+			last = get("/api/v1/openapi.json", "203.0.113."+strconv.Itoa(i+1))
+			codes = append(codes, last.StatusCode)
 		}
 		if trusted {
 			require.Equal(t, []int{200, 200, 200}, codes, "three clients behind the trusted proxy")
 		} else {
 			require.Equal(t, []int{200, 200, 429}, codes, "one client, whatever it claims")
-			res := get("/api/v1/openapi.json", "")
-			require.Equal(t, 429, res.StatusCode)
-			require.NotEmpty(t, res.Header.Get("Retry-After"))
+			require.NotEmpty(t, last.Header.Get("Retry-After"))
 		}
 		require.Equal(t, 0, stop())
 	}
