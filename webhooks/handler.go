@@ -71,9 +71,9 @@ type Handler struct {
 	limiter *RateLimiter
 	// failures limits the failed requests of each principal (ratelimit.go).
 	failures *RateLimiter
-	metrics *Metrics
-	router  *mux.Router
-	root    http.Handler // router wrapped in observe
+	metrics  *Metrics
+	router   *mux.Router
+	root     http.Handler // router wrapped in observe
 }
 
 // NewHandler assembles the router.
