@@ -242,7 +242,7 @@ func (h *Handler) authenticate(a Authenticator, next http.Handler) http.Handler 
 			info.actor = p.Name
 		}
 		if ok, wait := h.limiter.Allow(p.Name); !ok {
-			h.Sources.hold(r, wait)
+			h.Sources.hold(r)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			WriteError(w, r, h.log, ica.Errorf(ica.ERATELIMIT, "too many requests for %s; retry after %s", p.Name, wait.Round(time.Millisecond)))
 			return

@@ -49,8 +49,8 @@ type SourceLimiter struct {
 	maxHold time.Duration
 }
 
-// A refused request is held before it is answered (hold): at most
-// DefaultMaxHold, and at most maxHeld requests at once.
+// A refused request is held before it is answered (hold): DefaultMaxHold,
+// and at most maxHeld requests at once.
 const (
 	DefaultMaxHold = time.Second
 	maxHeld        = 256
@@ -85,7 +85,7 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 		if p.Bits() == 0 {
 			return nil, fmt.Errorf("%q would trust every client's X-Forwarded-For; name the proxies' own addresses", s)
 		}
-		if p.Addr().Is4In6() {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
@@ -191,18 +191,18 @@ func (l *SourceLimiter) noteRefusal(log *slog.Logger, r *http.Request) {
 		"latest_source", sourceKey(addr, ok), "latest_path", r.URL.Path)
 }
 
-// SetMaxHold changes how long a refused request is held at most (0: not
-// at all; tests).
+// SetMaxHold changes how long a refused request is held (0: not at all;
+// tests).
 func (l *SourceLimiter) SetMaxHold(d time.Duration) { l.maxHold = d }
 
-// hold delays the answer to a refused request until the client could have
-// been served (at most maxHold, a second by default), instead of answering at once: a client
-// that ignores Retry-After and asks again as soon as it is answered then
-// slows itself down, where an immediate 429 would let a handful of
-// connections keep the server busy answering 429s. At most maxHeld
-// requests are held at once (a goroutine and a connection each); beyond
-// that the answer is immediate.
-func (l *SourceLimiter) hold(r *http.Request, wait time.Duration) {
+// hold delays the answer to a refused request by maxHold (a second by
+// default: the shortest Retry-After there is) instead of answering at once:
+// a client that ignores Retry-After and asks again as soon as it is
+// answered then slows itself down to one request a second per connection,
+// where an immediate refusal would let a handful of connections keep the
+// server busy refusing. At most maxHeld requests are held at once (a
+// goroutine and a connection each); beyond that the answer is immediate.
+func (l *SourceLimiter) hold(r *http.Request) {
 	if l == nil || l.maxHold <= 0 {
 		return
 	}
@@ -212,7 +212,7 @@ func (l *SourceLimiter) hold(r *http.Request, wait time.Duration) {
 	default:
 		return
 	}
-	t := time.NewTimer(min(wait, l.maxHold))
+	t := time.NewTimer(l.maxHold)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -236,8 +236,8 @@ func (h *Handler) holdFailure(r *http.Request, err error) {
 	if s := StatusOf(ica.ErrorCode(err)); s < 400 || s >= 500 || s == http.StatusTooManyRequests {
 		return
 	}
-	if ok, wait := h.failures.Allow(p.Name); !ok {
-		h.Sources.hold(r, wait)
+	if ok, _ := h.failures.Allow(p.Name); !ok {
+		h.Sources.hold(r)
 	}
 }
 
@@ -250,7 +250,7 @@ func (h *Handler) limitSource(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := h.Sources.Allow(r); !ok {
 			h.Sources.noteRefusal(h.log, r)
-			h.Sources.hold(r, wait)
+			h.Sources.hold(r)
 			tooMany(w, r, h.log, wait, "from this address")
 			return
 		}
