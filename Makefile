@@ -10,6 +10,7 @@ ALERTS_FLAGS ?=
 EXPORT_FLAGS ?=
 COLDSTART_FLAGS ?=
 DASHBOARD_FLAGS ?=
+FLOOD_FLAGS ?=
 
 # Packages whose tests start their fake clocks at ICA_TEST_NOW when it is set
 # (internal/testclock); `make test-dates` runs them at the awkward dates.
@@ -63,6 +64,7 @@ bench:
 	$(GO) run ./bench/cmd/icabench export $(EXPORT_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench coldstart $(COLDSTART_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench dashboard $(DASHBOARD_FLAGS) || rc=1; \
+	$(GO) run ./bench/cmd/icabench flood $(FLOOD_FLAGS) || rc=1; \
 	exit $$rc
 
 # A real Mattermost 6.7.2 on loopback for the tests that need one (built once

@@ -17,7 +17,10 @@ type CheckCallback struct {
 	JobID          string `json:"job_id"`
 	TaskInstanceID string `json:"task_instance_id"`
 	TimelineID     string `json:"timeline_id,omitempty"`
-	AuthToken      string `json:"auth_token"` // the job's token (48 h); never logged
+	// AuthToken is the job's token (valid 48 h); never logged, never in the
+	// ledger, and never stored in clear: the store keeps it sealed
+	// (OutboxMessage.Sealed) until the TaskCompleted is delivered.
+	AuthToken string `json:"auth_token,omitempty"`
 }
 
 var checkIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
@@ -47,6 +50,13 @@ func (c *CheckCallback) Validate() error {
 		return FieldErrorf(EINVALID, "AuthToken", "header AuthToken is required (map $(system.AccessToken))")
 	}
 	return nil
+}
+
+// TokenContext binds a sealed job token to its callback (the additional
+// data of its encryption), so a sealed token cannot be moved to another
+// plan, job or task.
+func (c *CheckCallback) TokenContext() []byte {
+	return []byte("ado-job-token\x00" + c.PlanID + "\x00" + c.JobID + "\x00" + c.TaskInstanceID)
 }
 
 // EventsURL is where the decision is posted.

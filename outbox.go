@@ -19,12 +19,16 @@ type OutboxMessage struct {
 	Key string `json:"key,omitempty"`
 	// OrderKey serialises delivery: a message waits while an earlier message
 	// with the same OrderKey is still undelivered.
-	OrderKey    string          `json:"order_key,omitempty"`
-	Payload     json.RawMessage `json:"payload"`
-	Attempts    int             `json:"attempts"`
-	CreatedAt   time.Time       `json:"created_at"`
-	NextAttempt time.Time       `json:"next_attempt"`
-	LastError   string          `json:"last_error,omitempty"`
+	OrderKey string          `json:"order_key,omitempty"`
+	Payload  json.RawMessage `json:"payload"`
+	// Sealed is a secret the deliverer needs (an Azure DevOps job token),
+	// encrypted with a key kept outside the ledger. It goes with the
+	// message: erased when the message is delivered, never dead-lettered.
+	Sealed      []byte    `json:"sealed,omitempty"`
+	Attempts    int       `json:"attempts"`
+	CreatedAt   time.Time `json:"created_at"`
+	NextAttempt time.Time `json:"next_attempt"`
+	LastError   string    `json:"last_error,omitempty"`
 	// ClaimedBy and ClaimedUntil are the lease of the replica delivering it.
 	ClaimedBy    string    `json:"claimed_by,omitempty"`
 	ClaimedUntil time.Time `json:"claimed_until,omitzero"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 // deliverer of ica.CheckDestination.
 type CheckDeliverer struct {
 	HTTP *http.Client
+	// Tokens opens the job token sealed in the message (OutboxMessage.Sealed).
+	Tokens *JobTokenKey
 }
 
 var _ ica.Deliverer = (*CheckDeliverer)(nil)
@@ -30,6 +33,12 @@ func (d *CheckDeliverer) Deliver(ctx context.Context, msg *ica.OutboxMessage) (b
 	if err := json.Unmarshal(msg.Payload, &c); err != nil {
 		return false, fmt.Errorf("check callback %d: bad payload: %w", msg.ID, err)
 	}
+	token, err := d.jobToken(msg, &c)
+	if err != nil {
+		// Final: no retry brings a key back.
+		return false, fmt.Errorf("check callback for %s: %w", c.ApprovalID, err)
+	}
+	c.Callback.AuthToken = token // for the redaction below
 	body, _ := json.Marshal(map[string]string{"name": "TaskCompleted", "taskId": c.Callback.TaskInstanceID,
 		"jobId": c.Callback.JobID, "result": c.Result})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Callback.EventsURL(), bytes.NewReader(body))
@@ -37,7 +46,7 @@ func (d *CheckDeliverer) Deliver(ctx context.Context, msg *ica.OutboxMessage) (b
 		return false, fmt.Errorf("check callback for %s: %w", c.ApprovalID, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.Callback.AuthToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	hc := d.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 15 * time.Second}
@@ -65,6 +74,24 @@ func (d *CheckDeliverer) Deliver(ctx context.Context, msg *ica.OutboxMessage) (b
 	// 401 after the token's 48 hours, 404 for a plan that is gone: final.
 	return false, fmt.Errorf("Azure DevOps refused TaskCompleted for %s: %d %s", c.ApprovalID, res.StatusCode,
 		strings.TrimSpace(strings.ReplaceAll(string(snippet), c.Callback.AuthToken, "[redacted]")))
+}
+
+// jobToken returns the job token of a message: opened from Sealed, or, for
+// a message queued by an ICA that kept tokens in clear, from the payload.
+func (d *CheckDeliverer) jobToken(msg *ica.OutboxMessage, c *ica.CheckCompletion) (string, error) {
+	switch {
+	case len(msg.Sealed) > 0 && d.Tokens == nil:
+		return "", errors.New("the job token is sealed, and this server has no job token key to open it")
+	case len(msg.Sealed) > 0:
+		t, err := d.Tokens.Open(msg.Sealed, c.Callback.TokenContext())
+		if err != nil {
+			return "", err
+		}
+		return string(t), nil
+	case c.Callback.AuthToken != "":
+		return c.Callback.AuthToken, nil
+	}
+	return "", errors.New("no job token was kept for this check; re-run the check in Azure Pipelines")
 }
 
 // AzureDevOpsHosts returns a check of plan URLs against an allow-list of

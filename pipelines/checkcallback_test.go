@@ -67,11 +67,12 @@ func TestCheck_CallbackModeEndToEnd(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var disp *outbox.Dispatcher
-	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key, OnEnqueue: func() { disp.Notify() }})
+	tokens := mustJobTokenKey(t)
+	st, err := storetest.New(t).Open(store.Options{Clock: clock, Key: key, OnEnqueue: func() { disp.Notify() }, TokenSealer: tokens})
 	require.NoError(t, err)
 	defer st.Close()
 	disp = outbox.New(st, clock, log, outbox.Policy{BaseDelay: time.Second}, nil)
-	disp.Register(ica.CheckDestination, &pipelines.CheckDeliverer{})
+	disp.Register(ica.CheckDestination, &pipelines.CheckDeliverer{Tokens: tokens})
 	disp.Start(context.Background())
 	defer disp.Stop(context.Background())
 

@@ -28,6 +28,11 @@ type exportJob struct {
 // export answers "/ica export …": it checks the request, counts the records,
 // answers at once and leaves the work to a goroutine owned by the Handler.
 func (h *Handler) export(ctx context.Context, c *call) (string, error) {
+	if !h.exportConfigured() {
+		h.log.Info("export refused: nobody may export until ICA_EXPORT_USERS or ICA_EXPORT_CHANNELS is set", "user_name", c.UserName)
+		return "", ica.Errorf(ica.EFORBIDDEN, "Nobody may export the ledger from Mattermost yet: an administrator "+
+			"names who may in ICA_EXPORT_USERS or ICA_EXPORT_CHANNELS.")
+	}
 	if !h.mayExport(c) {
 		h.log.Info("export refused: user not allowed", "user_name", c.UserName, "channel_name", c.ChannelName)
 		return "", ica.Errorf(ica.EFORBIDDEN, "You are not allowed to export the ledger here. "+

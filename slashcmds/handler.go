@@ -148,7 +148,8 @@ type Deps struct {
 	// ExportUsers (usernames or user ids) and ExportChannels (channel names
 	// or ids) say who may export: a user listed in ExportUsers, or anyone
 	// running the command in a channel listed in ExportChannels. Both empty
-	// means everyone.
+	// means nobody: an export carries the whole ledger, raw alert payloads
+	// included, so who may take it is a decision, not a default.
 	ExportUsers    []string
 	ExportChannels []string
 	// MaxExports is how many exports may run at once (default 2).
@@ -431,8 +432,8 @@ func (h *Handler) validToken(t string) bool {
 
 // mayExport reports whether the caller may run an export.
 func (h *Handler) mayExport(c *call) bool {
-	if len(h.d.ExportUsers) == 0 && len(h.d.ExportChannels) == 0 {
-		return true
+	if !h.exportConfigured() {
+		return false
 	}
 	match := func(list []string, vals ...string) bool {
 		return slices.ContainsFunc(list, func(s string) bool {
@@ -446,6 +447,11 @@ func (h *Handler) mayExport(c *call) bool {
 		})
 	}
 	return match(h.d.ExportUsers, c.UserName, c.UserID) || match(h.d.ExportChannels, c.ChannelName, c.ChannelID)
+}
+
+// exportConfigured reports whether anyone at all may export.
+func (h *Handler) exportConfigured() bool {
+	return len(h.d.ExportUsers) > 0 || len(h.d.ExportChannels) > 0
 }
 
 func writeReply(w http.ResponseWriter, text string) {

@@ -329,7 +329,7 @@ func newWorld(t *testing.T, change ...func(*Deps)) *world {
 		Tokens: []string{"other-team-token", w.token}, Queries: w.q, Exporter: w.ex, Poster: w.poster, Archiver: w.arch,
 		Callers: newTestCallers(t, w.mm, w.clock, c),
 		Clock:   w.clock, Log: slog.New(slog.NewTextHandler(w.logs, nil)), MattermostURL: w.mm.URL,
-		TempDir: t.TempDir(),
+		TempDir: t.TempDir(), ExportUsers: []string{"tech1", "biz1"},
 	}
 	for _, f := range change {
 		f(&d)

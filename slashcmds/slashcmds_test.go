@@ -340,7 +340,7 @@ func TestExport_FixtureForm(t *testing.T) {
 	ex := &fakeExporter{count: 7}
 	body := fixtureForm(t, "slash-export.txt")
 	h := New(Deps{Tokens: []string{fixtureToken}, Queries: &fakeQueries{}, Exporter: ex, Poster: &mmPoster{fail: fmt.Errorf("x")},
-		Clock: ica.NewFakeClock(t0), PostAttempts: 1, Log: slog0(), TempDir: t.TempDir(), Callers: fixtureCallers(t, body)})
+		Clock: ica.NewFakeClock(t0), PostAttempts: 1, Log: slog0(), TempDir: t.TempDir(), Callers: fixtureCallers(t, body), ExportChannels: []string{"deployments"}})
 	_, resp := post(t, h, body, nil)
 	require.Equal(t, "Exporting 7 ledger records from 2026-01-01 to 2026-12-31 as CSV; the file will be posted here.", resp.Text)
 	require.NoError(t, h.Close(context.Background()))
@@ -446,6 +446,19 @@ func TestExport_ExporterFails(t *testing.T) {
 	require.Contains(t, w.logs.String(), "disk on fire")
 	require.Zero(t, w.poster.Calls())
 	require.Zero(t, w.arch.Calls())
+}
+
+// TestExport_NobodyByDefault: with no export user and no export channel,
+// nobody may export (issue 18 item 6), and the reply says what to set.
+func TestExport_NobodyByDefault(t *testing.T) {
+	w := newWorld(t, func(d *Deps) { d.ExportUsers, d.ExportChannels = nil, nil })
+	for _, who := range []string{"tech1", "biz1"} {
+		reply := w.slash(who, "deployments", "/ica export")
+		require.Contains(t, reply, "Nobody may export the ledger from Mattermost yet")
+		require.Contains(t, reply, "ICA_EXPORT_USERS or ICA_EXPORT_CHANNELS")
+	}
+	require.Zero(t, w.ex.Counts(), "nothing ran")
+	require.Contains(t, w.slash("tech1", "deployments", "/ica budget"), "#### Budget", "views stay open")
 }
 
 func TestExport_NotAllowed(t *testing.T) {

@@ -79,6 +79,9 @@ func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, ac
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
+	if err := s.precheckApproval(in); err != nil {
+		return nil, false, err
+	}
 	var refusal error
 	err = s.update(func(tx Tx, st *txState) error {
 		refusal = nil
@@ -101,18 +104,33 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 	if err := cb.Validate(); err != nil {
 		return nil, false, err
 	}
+	if err := s.precheckApproval(in); err != nil {
+		return nil, false, err
+	}
+	// The job token is sealed before the writer, and kept only sealed
+	// (jobtokens.go).
+	kept, sealed, err := s.sealJobToken(cb)
+	if err != nil {
+		return nil, false, err
+	}
+	cb = kept
 	var refusal error
 	err = s.update(func(tx Tx, st *txState) error {
 		ap, created, refusal, err = s.requestApprovalTx(tx, st, in, actor)
 		if err != nil || refusal != nil {
 			return err
 		}
-		key := join([]byte(ap.ID), sep, []byte(cb.TaskInstanceID))
+		key := checkKey(ap.ID, cb.TaskInstanceID)
 		if err := putJSON(tx.Bucket(bucketChecks), key, cb); err != nil {
 			return err
 		}
 		if _, err := s.appendLedger(tx, st.now, "approval.check_linked", ap.ID, actor, map[string]any{
 			"approval_id": ap.ID, "plan_id": cb.PlanID, "job_id": cb.JobID, "task_instance_id": cb.TaskInstanceID, "plan_url": cb.PlanURL}); err != nil {
+			return err
+		}
+		// The sealed job token waits beside the check until its answer
+		// is queued (jobtokens.go).
+		if err := tx.Bucket(bucketJobTokens).Put(key, sealed); err != nil {
 			return err
 		}
 		// Answered at once when the gate is open (or can never open);
@@ -126,28 +144,25 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 	return ap, created, err
 }
 
-func checkMessage(a *ica.Approval, cb *ica.CheckCallback) *ica.OutboxMessage {
+func checkMessage(a *ica.Approval, cb *ica.CheckCallback, sealedToken []byte) *ica.OutboxMessage {
 	raw, _ := json.Marshal(ica.CheckCompletion{Callback: *cb, ApprovalID: a.ID, Status: a.Status, Result: ica.CheckResult(a.Status)})
 	return &ica.OutboxMessage{Destination: ica.CheckDestination, Kind: "task.completed",
-		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw}
+		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw, Sealed: sealedToken}
 }
 
-func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error, error) {
-	r, err := mustRun(tx, in.RunID)
-	if err != nil {
-		return nil, false, nil, err
+// existingApprovalTx decides what a read can decide of an approval
+// request: an unknown or finished run is refused, and an earlier request
+// for the same run and target that is still open, or approved and still
+// usable, answers this one (reuse), or conflicts when its estimate differs.
+// The write transaction and the pre-check before the writer both use it,
+// so they cannot disagree.
+func (s *Store) existingApprovalTx(tx Tx, now time.Time, in *ica.ApprovalRequest) (r *ica.Run, reuse *ica.Approval, err error) {
+	if r, err = mustRun(tx, in.RunID); err != nil {
+		return nil, nil, err
 	}
 	if r.Final() {
-		return nil, false, nil, ica.Errorf(ica.ECONFLICT, "run %s finished as %s: a finished run cannot be deployed; start a new run", r.RunID, r.Status)
+		return nil, nil, ica.Errorf(ica.ECONFLICT, "run %s finished as %s: a finished run cannot be deployed; start a new run", r.RunID, r.Status)
 	}
-	pol, hash, err := s.policyTx(tx)
-	if err != nil {
-		return nil, false, nil, err
-	}
-	// An earlier request for the same run and target that is still open,
-	// or approved and still usable, answers this one.
-	prefix := join([]byte(in.RunID), sep)
-	var reuse *ica.Approval
 	err = forRunApprovals(tx, in.RunID, func(old *ica.Approval) error {
 		if old.Target != in.DeploymentTarget || reuse != nil {
 			return nil
@@ -155,7 +170,7 @@ func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, a
 		switch {
 		case !old.Final():
 		case old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed:
-			g, err := s.gateTx(tx, st.now, old)
+			g, err := s.gateTx(tx, now, old)
 			if err != nil {
 				return err
 			}
@@ -169,15 +184,28 @@ func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, a
 		return nil
 	})
 	if err != nil {
+		return nil, nil, err
+	}
+	if reuse != nil && reuse.EstimatedCost != *in.EstimatedCost {
+		return nil, nil, ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
+			reuse.ID, reuse.RunID, reuse.Target, reuse.Status, reuse.EstimatedCost)
+	}
+	return r, reuse, nil
+}
+
+func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error, error) {
+	r, reuse, err := s.existingApprovalTx(tx, st.now, in)
+	if err != nil {
 		return nil, false, nil, err
 	}
 	if reuse != nil {
-		if reuse.EstimatedCost != *in.EstimatedCost {
-			return nil, false, nil, ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
-				reuse.ID, reuse.RunID, reuse.Target, reuse.Status, reuse.EstimatedCost)
-		}
 		return reuse, false, nil, nil
 	}
+	pol, hash, err := s.policyTx(tx)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	prefix := join([]byte(in.RunID), sep)
 	tr := pol.Target(in.DeploymentTarget)
 	refuse := func(field, msg string) (*ica.Approval, bool, error, error) {
 		if _, err := s.appendLedger(tx, st.now, KindApprovalRefused, r.RunID, actor, map[string]any{

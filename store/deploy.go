@@ -490,7 +490,12 @@ func (s *Store) settleChecksTx(tx Tx, st *txState, a *ica.Approval) error {
 	var msgs []*ica.OutboxMessage
 	for i, k := range keys {
 		cb := cbs[i]
-		m := checkMessage(a, &cb)
+		// The job token leaves its bucket with the message that uses it.
+		sealed, err := takeJobToken(tx, k)
+		if err != nil {
+			return err
+		}
+		m := checkMessage(a, &cb, sealed)
 		if result == "failed" {
 			raw, _ := json.Marshal(ica.CheckCompletion{Callback: cb, ApprovalID: a.ID, Status: a.Status, Result: result})
 			m.Payload = raw

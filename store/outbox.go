@@ -226,6 +226,7 @@ func (s *Store) FailOutbox(ctx context.Context, dest string, id uint64, reason s
 		m.Attempts++
 		m.LastError = reason
 		m.ClaimedBy, m.ClaimedUntil = "", time.Time{}
+		m.Sealed = nil // a dead letter is never sent: its secret goes now
 		if err := putJSON(tx.Bucket(bucketOutboxDead), u64(id), m); err != nil {
 			return err
 		}

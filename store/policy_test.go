@@ -38,6 +38,7 @@ func openPolicyStore(t *testing.T, prod policy.Rules, more ...func(p *policy.Pol
 	ps.s, _ = MustOpen(t, func(o *store.Options) {
 		o.Clock = ps.clock
 		o.Freeze = func(store.ReadTx, string) (string, error) { return ps.freeze, nil }
+		o.TokenSealer = xorSealer{}
 	})
 	if prod.TZ == "" {
 		prod.TZ = "Europe/Berlin"

@@ -63,16 +63,21 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
+	// A repeat is answered, and a conflicting one refused, by a read.
+	if done, err := s.precheck(func(tx Tx) (bool, error) {
+		old, err := startedRun(tx, in)
+		run = old
+		return old != nil, err
+	}); err != nil || done {
+		return run, false, err
+	}
 	err = s.update(func(tx Tx, st *txState) error {
 		run, created = nil, false
-		old, err := getRun(tx, in.RunID)
+		old, err := startedRun(tx, in)
 		if err != nil {
 			return err
 		}
 		if old != nil {
-			if d := in.Diff(old); len(d) > 0 {
-				return ica.Errorf(ica.ECONFLICT, "run %s was already started with a different %s", in.RunID, strings.Join(d, ", "))
-			}
 			run = old
 			return nil
 		}
@@ -102,6 +107,19 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 		return nil
 	}, hintGet(bucketRuns, []byte(in.RunID)))
 	return run, created, err
+}
+
+// startedRun returns the run a start repeats (nil: a new run), or the
+// conflict when the same run id was started with other content.
+func startedRun(tx Tx, in *ica.RunStart) (*ica.Run, error) {
+	old, err := getRun(tx, in.RunID)
+	if err != nil || old == nil {
+		return nil, err
+	}
+	if d := in.Diff(old); len(d) > 0 {
+		return nil, ica.Errorf(ica.ECONFLICT, "run %s was already started with a different %s", in.RunID, strings.Join(d, ", "))
+	}
+	return old, nil
 }
 
 func (s *Store) putRun(tx Tx, r *ica.Run) error {
@@ -205,6 +223,25 @@ func eventRecordJSON(e *ica.Event) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
+// eventCheck decides what an event meets before anything is written: an
+// unknown run (not found), the event already recorded under its id (a
+// repeat, returned), or a finished run (a conflict).
+func eventCheck(tx Tx, runID string, idKey []byte) (*ica.Event, error) {
+	r, err := mustRun(tx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if idKey != nil {
+		if v := tx.Bucket(bucketEventIDs).Get(idKey); v != nil {
+			return getEvent(tx, runID, int(binary.BigEndian.Uint32(v)))
+		}
+	}
+	if r.Final() {
+		return nil, ica.Errorf(ica.ECONFLICT, "run %s already finished as %s; events cannot be added after finish", runID, r.Status)
+	}
+	return nil, nil
+}
+
 // AddEvent records an event of a running run. A repeated event_id returns the
 // stored event with created=false.
 func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, actor string) (ev *ica.Event, created bool, err error) {
@@ -218,6 +255,19 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	if err != nil {
 		return nil, false, ica.FieldErrorf(ica.EINVALID, "event_data", "event_data must be a JSON object")
 	}
+	var idKey []byte
+	if in.EventID != "" {
+		idKey = join([]byte(runID), sep, []byte(in.EventID))
+	}
+	// Unknown and finished runs are refused, and a repeated event id
+	// answered, by a read.
+	if done, err := s.precheck(func(tx Tx) (bool, error) {
+		var err error
+		ev, err = eventCheck(tx, runID, idKey)
+		return ev != nil, err
+	}); err != nil || done {
+		return ev, false, err
+	}
 	var report *ica.DeploymentReport
 	if in.EventType == ica.EventDeployment {
 		if report, err = ica.ParseDeploymentReport(data); err != nil {
@@ -226,20 +276,9 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	}
 	err = s.update(func(tx Tx, st *txState) error {
 		ev, created = nil, false
-		r, err := mustRun(tx, runID)
-		if err != nil {
+		var err error
+		if ev, err = eventCheck(tx, runID, idKey); err != nil || ev != nil {
 			return err
-		}
-		var idKey []byte
-		if in.EventID != "" {
-			idKey = join([]byte(runID), sep, []byte(in.EventID))
-			if v := tx.Bucket(bucketEventIDs).Get(idKey); v != nil {
-				ev, err = getEvent(tx, runID, int(binary.BigEndian.Uint32(v)))
-				return err
-			}
-		}
-		if r.Final() {
-			return ica.Errorf(ica.ECONFLICT, "run %s already finished as %s; events cannot be added after finish", runID, r.Status)
 		}
 		e := &ica.Event{RunID: runID, Seq: lastEventSeq(tx, runID) + 1, EventID: in.EventID, EventType: in.EventType,
 			EventData: data, Time: st.now, Actor: actor}
@@ -263,6 +302,10 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 			}
 		}
 		if report != nil {
+			r, err := mustRun(tx, runID)
+			if err != nil {
+				return err
+			}
 			if err := s.recordDeploymentTx(tx, st, r, report, le.Seq); err != nil {
 				return err
 			}
@@ -271,6 +314,19 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 		return nil
 	}, s.eventHints(runID, in.EventID)...)
 	return ev, created, err
+}
+
+// finishCheck returns the run a finish applies to: a final run is a repeat
+// (same status) or a conflict (another one).
+func finishCheck(tx Tx, runID string, in *ica.RunFinish) (*ica.Run, error) {
+	r, err := mustRun(tx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Final() && r.Status != in.Status {
+		return nil, ica.Errorf(ica.ECONFLICT, "run %s already finished as %s, not %s", runID, r.Status, in.Status)
+	}
+	return r, nil
 }
 
 // FinishRun records the end of a run. Finishing again with the same status
@@ -282,18 +338,27 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
+	// Unknown runs and another status are refused, and a repeat answered,
+	// by a read.
+	if done, err := s.precheck(func(tx Tx) (bool, error) {
+		r, err := finishCheck(tx, runID, in)
+		if err != nil || !r.Final() {
+			return false, err
+		}
+		run = r
+		return true, nil
+	}); err != nil || done {
+		return run, false, err
+	}
 	err = s.update(func(tx Tx, st *txState) error {
 		run, changed = nil, false
-		r, err := mustRun(tx, runID)
+		r, err := finishCheck(tx, runID, in)
 		if err != nil {
 			return err
 		}
 		if r.Final() {
-			if r.Status == in.Status {
-				run = r
-				return nil
-			}
-			return ica.Errorf(ica.ECONFLICT, "run %s already finished as %s, not %s", runID, r.Status, in.Status)
+			run = r
+			return nil
 		}
 		end := st.now
 		if in.EndTime != nil {

@@ -76,21 +76,23 @@ func (s *Store) CreateDashboardLink(ctx context.Context, tokenHash, userID, user
 // link exists, is unused and has not expired, marks it used and records
 // session.link_used with the session's expiry. It returns who the link was
 // for. Refusals are ica.EUNAUTHORIZED errors that say why.
+//
+// Anyone can post a guessed token, so a link that a read shows unknown, used
+// or expired is refused before the writer, on every engine; the write checks
+// again.
 func (s *Store) UseDashboardLink(ctx context.Context, tokenHash string, sessionExpires time.Time) (userID, username string, err error) {
+	if _, err := s.precheckAlways(func(tx Tx) (bool, error) {
+		_, err := usableLink(tx, tokenHash, s.clock.Now())
+		return false, err
+	}); err != nil {
+		return "", "", err
+	}
 	err = s.update(func(tx Tx, st *txState) error {
 		userID, username = "", ""
 		b := tx.Bucket(bucketDashboardLinks)
-		l, err := getJSON[dashboardLink](b, []byte(tokenHash))
+		l, err := usableLink(tx, tokenHash, st.now)
 		if err != nil {
 			return err
-		}
-		switch {
-		case l == nil:
-			return ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link is not valid")
-		case l.UsedAt != nil:
-			return ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link was already used at %s; links work once", l.UsedAt.Format(time.RFC3339))
-		case !st.now.Before(l.ExpiresAt):
-			return ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link expired at %s; links work for %s after /ica dashboard", l.ExpiresAt.Format(time.RFC3339), l.ExpiresAt.Sub(l.CreatedAt))
 		}
 		now := st.now
 		l.UsedAt = &now
@@ -103,4 +105,22 @@ func (s *Store) UseDashboardLink(ctx context.Context, tokenHash string, sessionE
 		return putJSON(b, []byte(tokenHash), l)
 	})
 	return userID, username, err
+}
+
+// usableLink returns the link of tokenHash if it can be used at now, or
+// why not (ica.EUNAUTHORIZED).
+func usableLink(tx Tx, tokenHash string, now time.Time) (*dashboardLink, error) {
+	l, err := getJSON[dashboardLink](tx.Bucket(bucketDashboardLinks), []byte(tokenHash))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case l == nil:
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link is not valid")
+	case l.UsedAt != nil:
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link was already used at %s; links work once", l.UsedAt.Format(time.RFC3339))
+	case !now.Before(l.ExpiresAt):
+		return nil, ica.Errorf(ica.EUNAUTHORIZED, "this dashboard link expired at %s; links work for %s after /ica dashboard", l.ExpiresAt.Format(time.RFC3339), l.ExpiresAt.Sub(l.CreatedAt))
+	}
+	return l, nil
 }

@@ -54,7 +54,8 @@ var (
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
 		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup,
 		bucketPolicy, bucketDeployLocks, bucketDeployQueue, bucketDeployQueuePos, bucketDeployments,
-		bucketUsedTriggers, bucketDialogNonces, bucketNonceExpiry}
+		bucketUsedTriggers, bucketDialogNonces, bucketNonceExpiry,
+		bucketJobTokens}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")
@@ -93,6 +94,9 @@ type Options struct {
 	// memory then stays near what it allocates itself instead of growing
 	// with every page of the file it has read. Pages stay in the page cache.
 	ReleaseMappedEvery time.Duration
+	// TokenSealer seals the Azure DevOps job tokens of checks in callback
+	// mode (jobtokens.go); without it such checks are refused.
+	TokenSealer TokenSealer
 	// Gates are policy checks run inside the transaction that creates an
 	// approval (budget, deployment freeze); an error refuses the request.
 	Gates []ApprovalGate
@@ -139,6 +143,9 @@ type Store struct {
 
 	// beforeCommit is a test seam that fails a transaction just before commit.
 	beforeCommit func() error
+	// noPrecheck sends every write to the writer (a test seam: the answers
+	// must not depend on the pre-checks of precheck.go).
+	noPrecheck bool
 
 	// releasePages makes long scans hand the mapped pages they read back to
 	// the kernel (see ReleasePagesWhileScanning).

@@ -52,6 +52,9 @@ type Deps struct {
 	// (NewUserAuth); nil: GET /api/v1/me answers 503 not_configured.
 	Users   Authenticator
 	Limiter *RateLimiter
+	// Sources limits the routes that carry no credential per source
+	// address (ratelimit.go); nil: no such limit.
+	Sources *SourceLimiter
 	Metrics *Metrics
 	Logger  *slog.Logger
 	Clock   ica.Clock
@@ -69,9 +72,11 @@ type Handler struct {
 	Deps
 	log     *slog.Logger
 	limiter *RateLimiter
-	metrics *Metrics
-	router  *mux.Router
-	root    http.Handler // router wrapped in observe
+	// failures limits the failed requests of each principal (ratelimit.go).
+	failures *RateLimiter
+	metrics  *Metrics
+	router   *mux.Router
+	root     http.Handler // router wrapped in observe
 }
 
 // NewHandler assembles the router.
@@ -89,10 +94,13 @@ func NewHandler(d Deps) *Handler {
 		d.Gates = gl
 	}
 	h := &Handler{Deps: d, log: d.Logger, limiter: d.Limiter, metrics: d.Metrics, router: mux.NewRouter()}
-	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if d.Sources != nil {
+		h.failures = NewRateLimiter(FailuresPerSecond)
+	}
+	h.router.NotFoundHandler = h.limitSource(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, h.log, ica.Errorf(ica.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
-	h.router.MethodNotAllowedHandler = http.HandlerFunc(h.methodNotAllowed)
+	}))
+	h.router.MethodNotAllowedHandler = h.limitSource(http.HandlerFunc(h.methodNotAllowed))
 	h.router.Use(h.matched)
 	h.Register(h.router)
 	// The access log, request id and recovery wrap the router itself, so
@@ -139,17 +147,30 @@ func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) Router() *mux.Router { return h.router }
 
 // Route wraps fn as an endpoint: body limit, then (when auth is not nil)
-// authentication and rate limit, all before the body is read.
+// authentication and the rate limit per token, all before the body is read.
+// A route without auth is limited per source address instead (Sources).
 func (h *Handler) Route(auth Authenticator, fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
-	var next http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if auth == nil {
+		return h.limitSource(h.RouteUnlimited(fn))
+	}
+	return h.limitBody(h.MaxBody, h.authenticate(auth, h.endpoint(fn)))
+}
+
+// RouteUnlimited wraps fn as an endpoint without credential and without the
+// per-address limit: for the probes, and for Mattermost's callbacks, which
+// all come from the Mattermost server and are limited per verified user
+// (SourceLimiter.AllowUser). Only the body limit applies.
+func (h *Handler) RouteUnlimited(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return h.limitBody(h.MaxBody, h.endpoint(fn))
+}
+
+func (h *Handler) endpoint(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := fn(w, r); err != nil {
+			h.holdFailure(r, err)
 			WriteError(w, r, h.log, err)
 		}
 	})
-	if auth != nil {
-		next = h.authenticate(auth, next)
-	}
-	return h.limitBody(h.MaxBody, next)
 }
 
 // Register adds the pipeline API and the operational endpoints to r.
@@ -186,8 +207,8 @@ func (h *Handler) Register(r *mux.Router) {
 		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.NotConfigured("the break-glass bypass", "ICA_BREAKGLASS_TOKENS")).Methods(http.MethodPost)
 	}
 	r.Handle("/api/v1/me", h.Route(h.users(), h.handleMe)).Methods(http.MethodGet)
-	r.Handle("/healthz", h.Route(nil, h.handleHealth)).Methods(http.MethodGet)
-	r.Handle("/readyz", h.Route(nil, h.handleReady)).Methods(http.MethodGet)
+	r.Handle("/healthz", h.RouteUnlimited(h.handleHealth)).Methods(http.MethodGet)
+	r.Handle("/readyz", h.RouteUnlimited(h.handleReady)).Methods(http.MethodGet)
 	r.Handle("/api/v1/openapi.json", h.Route(nil, h.handleOpenAPI)).Methods(http.MethodGet)
 }
 

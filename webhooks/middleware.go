@@ -127,7 +127,9 @@ func (h *Handler) observe(next http.Handler) http.Handler {
 			lvl := slog.LevelDebug
 			if sw.status >= 500 {
 				lvl = slog.LevelWarn
-			} else if sw.status >= 400 {
+			} else if sw.status >= 400 && sw.status != http.StatusTooManyRequests {
+				// 429s are counted in the metrics and summarised by the
+				// limiter: a flood does not become a flood of log lines.
 				lvl = slog.LevelInfo
 			}
 			h.log.Log(r.Context(), lvl, "http", "request_id", rid, "method", r.Method, "route", route,
@@ -164,13 +166,21 @@ func (h *Handler) limitBody(n int64, next http.Handler) http.Handler {
 	})
 }
 
-// RateLimiter hands out one token bucket per principal.
+// RateLimiter hands out one token bucket per principal (or source address).
 type RateLimiter struct {
 	mu      sync.Mutex
 	perSec  float64
 	burst   int
 	buckets map[string]*rate.Limiter
+	swept   time.Time
 }
+
+// A RateLimiter forgets idle callers (see sweep) at most this often, or when
+// it holds maxBuckets.
+const (
+	sweepEvery = time.Minute
+	maxBuckets = 100_000
+)
 
 // NewRateLimiter allows perSec requests per second per principal (burst
 // twice that); perSec <= 0 disables limiting.
@@ -186,6 +196,9 @@ func (l *RateLimiter) Allow(name string) (bool, time.Duration) {
 	l.mu.Lock()
 	b, ok := l.buckets[name]
 	if !ok {
+		if now := time.Now(); len(l.buckets) >= maxBuckets || now.Sub(l.swept) >= sweepEvery {
+			l.sweep(now)
+		}
 		b = rate.NewLimiter(rate.Limit(l.perSec), l.burst)
 		l.buckets[name] = b
 	}
@@ -196,6 +209,22 @@ func (l *RateLimiter) Allow(name string) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// sweep forgets the callers whose bucket is full again (quiet long enough
+// to have their whole burst back: forgetting them changes nothing), so the
+// map holds recent callers only, whatever the number of addresses seen. If
+// the recent callers alone fill it, it starts over.
+func (l *RateLimiter) sweep(now time.Time) {
+	for k, b := range l.buckets {
+		if b.TokensAt(now) >= float64(l.burst) {
+			delete(l.buckets, k)
+		}
+	}
+	if len(l.buckets) >= maxBuckets {
+		clear(l.buckets)
+	}
+	l.swept = now
 }
 
 // authenticate runs auth before the body is read, then the rate limit.
@@ -213,6 +242,7 @@ func (h *Handler) authenticate(a Authenticator, next http.Handler) http.Handler 
 			info.actor = p.Name
 		}
 		if ok, wait := h.limiter.Allow(p.Name); !ok {
+			h.Sources.hold(r)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			WriteError(w, r, h.log, ica.Errorf(ica.ERATELIMIT, "too many requests for %s; retry after %s", p.Name, wait.Round(time.Millisecond)))
 			return

@@ -73,8 +73,13 @@ type Config struct {
 	BreakGlassTokens []Token `yaml:"breakglass_tokens"`
 	AdminTokens      []Token `yaml:"admin_tokens"`
 	RateLimit        float64 `yaml:"rate_limit"`
-	SigningKey       string  `yaml:"signing_key"`
-	ActionSecret     string  `yaml:"action_secret"`
+	// SourceRateLimit limits the routes without a credential per source
+	// address (ICA_SOURCE_RATE_LIMIT); TrustedProxies are the proxies whose
+	// X-Forwarded-For names that address (ICA_TRUSTED_PROXIES).
+	SourceRateLimit float64  `yaml:"source_rate_limit"`
+	TrustedProxies  []string `yaml:"trusted_proxies"`
+	SigningKey      string   `yaml:"signing_key"`
+	ActionSecret    string   `yaml:"action_secret"`
 
 	Approval struct {
 		Timeout          time.Duration           `yaml:"timeout"`
@@ -93,7 +98,7 @@ type Config struct {
 		FinanceChannel  string   `yaml:"finance_channel"`
 		SlashTokens     []string `yaml:"slash_tokens"`
 		// ExportUsers and ExportChannels say who may run /ica export (both
-		// empty: everyone in the team) (ICA_EXPORT_USERS, ICA_EXPORT_CHANNELS).
+		// empty: nobody) (ICA_EXPORT_USERS, ICA_EXPORT_CHANNELS).
 		ExportUsers    []string `yaml:"export_users"`
 		ExportChannels []string `yaml:"export_channels"`
 	} `yaml:"mattermost"`
@@ -225,7 +230,8 @@ const reminderUnset = time.Duration(math.MinInt64)
 const defaultReminder = time.Hour
 
 func defaultConfig() *Config {
-	c := &Config{Addr: "127.0.0.1:8080", MetricsAddr: defaultMetricsAddr, DataDir: "./data", LogLevel: "info", RateLimit: 50}
+	c := &Config{Addr: "127.0.0.1:8080", MetricsAddr: defaultMetricsAddr, DataDir: "./data", LogLevel: "info", RateLimit: 50,
+		SourceRateLimit: 5}
 	c.Entra.Alert.AppIDs = []string{entraid.ActionGroupsAppID}
 	c.Entra.Alert.Roles = []string{entraid.ActionGroupsRole}
 	c.Approval.Timeout = 4 * time.Hour
@@ -336,6 +342,7 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 	list("ICA_SLASH_TOKENS", &c.Mattermost.SlashTokens)
 	list("ICA_EXPORT_USERS", &c.Mattermost.ExportUsers)
 	list("ICA_EXPORT_CHANNELS", &c.Mattermost.ExportChannels)
+	list("ICA_TRUSTED_PROXIES", &c.TrustedProxies)
 	str("ICA_ALERT_TOKEN", &c.Alerts.Token)
 	list("ICA_INCIDENT_COMMANDERS", &c.Alerts.IncidentCommanders)
 	list("ICA_ONCALL_USERS", &c.Alerts.OnCallUsers)
@@ -412,7 +419,8 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 		env string
 		dst *float64
 	}{{"ICA_MONTHLY_BUDGET", &c.Budget.Monthly}, {"ICA_BUDGET_THRESHOLD", &c.Budget.Threshold},
-		{"ICA_FINANCE_THRESHOLD", &c.Budget.FinanceThreshold}, {"ICA_RATE_LIMIT", &c.RateLimit}} {
+		{"ICA_FINANCE_THRESHOLD", &c.Budget.FinanceThreshold}, {"ICA_RATE_LIMIT", &c.RateLimit},
+		{"ICA_SOURCE_RATE_LIMIT", &c.SourceRateLimit}} {
 		if s := getenv(v.env); s != "" {
 			f, err := strconv.ParseFloat(s, 64)
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
@@ -521,6 +529,12 @@ func (c *Config) validate(p *problems) {
 	}
 	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) {
 		p.addf("rate_limit (ICA_RATE_LIMIT) %v must not be negative (0 disables the limit)", c.RateLimit)
+	}
+	if c.SourceRateLimit < 0 || math.IsNaN(c.SourceRateLimit) {
+		p.addf("source_rate_limit (ICA_SOURCE_RATE_LIMIT) %v must not be negative (0 disables the limit)", c.SourceRateLimit)
+	}
+	if _, err := webhooks.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		p.addf("trusted_proxies (ICA_TRUSTED_PROXIES): %v", err)
 	}
 	for _, k := range []struct{ key, env, value string }{
 		{"signing_key", "ICA_SIGNING_KEY", c.SigningKey}, {"action_secret", "ICA_ACTION_SECRET", c.ActionSecret}} {

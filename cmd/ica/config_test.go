@@ -71,6 +71,9 @@ func TestConfig_StartRefusesNonsense(t *testing.T) {
 	}{
 		{"unknown log level", map[string]string{"ICA_LOG_LEVEL": "loud"}, "log_level (ICA_LOG_LEVEL)"},
 		{"negative rate limit", map[string]string{"ICA_RATE_LIMIT": "-5"}, "rate_limit (ICA_RATE_LIMIT)"},
+		{"negative source rate limit", map[string]string{"ICA_SOURCE_RATE_LIMIT": "-1"}, "source_rate_limit (ICA_SOURCE_RATE_LIMIT)"},
+		{"a proxy that is not a CIDR", map[string]string{"ICA_TRUSTED_PROXIES": "10.0.0.0/8,ingress.local"}, `trusted_proxies (ICA_TRUSTED_PROXIES): "ingress.local"`},
+		{"every address a proxy", map[string]string{"ICA_TRUSTED_PROXIES": "0.0.0.0/0"}, "would trust every client's X-Forwarded-For"},
 		{"reminder as long as the timeout", map[string]string{"ICA_APPROVAL_TIMEOUT": "2h", "ICA_REMINDER_BEFORE": "2h"}, "ICA_REMINDER_BEFORE"},
 		{"negative reminder", map[string]string{"ICA_REMINDER_BEFORE": "-1m"}, "ICA_REMINDER_BEFORE"},
 		{"zero timeout", map[string]string{"ICA_APPROVAL_TIMEOUT": "0s"}, "ICA_APPROVAL_TIMEOUT"},

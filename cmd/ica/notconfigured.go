@@ -17,7 +17,7 @@ const mattermostOff = "ICA's Mattermost integration is not configured on this se
 // mountMattermostOff registers the Mattermost callbacks of a server without Mattermost.
 func mountMattermostOff(h *webhooks.Handler) {
 	reply := func(body any) http.Handler {
-		return h.Route(nil, func(w http.ResponseWriter, r *http.Request) error {
+		return h.RouteUnlimited(func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.WriteHeader(http.StatusOK)
 			return json.NewEncoder(w).Encode(body)

@@ -111,6 +111,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// Azure DevOps job tokens are kept sealed with a key derived from the
+	// action secret, never in the ledger (pipelines/jobtoken.go).
+	jobTokens, err := icapipelines.NewJobTokenKey(actionSecret)
+	if err != nil {
+		return err
+	}
 	mmEnabled := cfg.Mattermost.URL != "" // validate made sure ICA_PUBLIC_URL is set too
 	var notifier ica.Notifier = ica.NopNotifier{}
 	if mmEnabled {
@@ -156,9 +162,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Freeze:             freezeFacts(fz),
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
+		TokenSealer:        jobTokens,
 	}, log, &status)
 	if err != nil {
 		return err
+	}
+	if n, err := st.SealLegacyJobTokens(); err != nil {
+		log.Warn("could not seal the job tokens an earlier version kept in clear; retried at the next start", "err", err)
+	} else if n > 0 {
+		log.Info("sealed or erased the job tokens an earlier version kept in clear", "records", n)
 	}
 	if st.Shared() {
 		// Every replica must sign checkpoints and button contexts alike.
@@ -177,7 +189,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	disp = outbox.New(st, clock, log, outbox.Policy{}, func(dest, outcome string, _ time.Duration) {
 		deliveries.WithLabelValues(dest, outcome).Inc()
 	})
-	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
+	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{Tokens: jobTokens})
 
 	// The deployment policy in force (policy.go).
 	pol, err := startPolicy(ctx, st, cfg, orDefault(*configPath, "the environment")+" at start", log)
@@ -209,7 +221,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
 	// The API's approval requests wake the scheduler (wake.go).
 	api := deadlineLedger{Store: st, wake: func() { sched.Notify() }}
+	proxies, _ := webhooks.ParseTrustedProxies(cfg.TrustedProxies) // validated with the configuration
 	deps := webhooks.Deps{Ledger: api, Costs: costs, Checks: api, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
+		Sources: webhooks.NewSourceLimiter(cfg.SourceRateLimit, proxies),
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{"policy": pol.ready}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
@@ -275,8 +289,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if mm != nil {
 		// Each click proves its user by the signed trigger_id (bot/trigger.go), each
 		// button by its HMAC context, each dialog by its signed, stored state.
-		h.Router().Handle("/mattermost/actions", h.Route(nil, mm.HandleAction)).Methods(http.MethodPost)
-		h.Router().Handle("/mattermost/dialogs", h.Route(nil, mm.HandleDialog)).Methods(http.MethodPost)
+		// One source (the Mattermost server): no per-address limit (webhooks/ratelimit.go).
+		h.Router().Handle("/mattermost/actions", h.RouteUnlimited(mm.HandleAction)).Methods(http.MethodPost)
+		h.Router().Handle("/mattermost/dialogs", h.RouteUnlimited(mm.HandleDialog)).Methods(http.MethodPost)
 	} else {
 		mountMattermostOff(h) // notconfigured.go
 	}
@@ -298,6 +313,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		if len(cfg.Mattermost.SlashTokens) == 0 {
 			log.Warn("the /ica command is not configured: ICA_SLASH_TOKENS is empty, so every /ica call is refused")
 		}
+		if len(cfg.Mattermost.ExportUsers) == 0 && len(cfg.Mattermost.ExportChannels) == 0 {
+			log.Warn("nobody may run /ica export: name who may in ICA_EXPORT_USERS (usernames) or ICA_EXPORT_CHANNELS (channels whose members may)")
+		}
 		slash = slashcmds.New(slashcmds.Deps{Tokens: cfg.Mattermost.SlashTokens,
 			Callers: slashCallers{mm}, InstanceName: cfg.InstanceName,
 			Queries:  slashQueries{st: st, budget: costs},
@@ -305,7 +323,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			ExportUsers: cfg.Mattermost.ExportUsers, ExportChannels: cfg.Mattermost.ExportChannels,
 			MattermostURL: cfg.Mattermost.URL, Clock: clock, Log: log,
 			Dashboard: dash}) // dashboard: /ica dashboard
-		h.Router().Handle("/mattermost/slash", h.Route(nil, slash.HandleSlash)).Methods(http.MethodPost)
+		h.Router().Handle("/mattermost/slash", h.RouteUnlimited(slash.HandleSlash)).Methods(http.MethodPost)
 	}
 	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
