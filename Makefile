@@ -30,7 +30,7 @@ STORE_PKGS ?= ./store/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/...
 REVISION ?= $(shell r=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || r=$$r-modified; echo $$r; })
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: run test test-pg test-dates bench lint build tidy-check
+.PHONY: run test test-pg test-dates bench lint build tidy-check mattermost mattermost-stop postgres postgres-stop
 
 run:
 	$(GO) run ./cmd/ica serve
@@ -75,6 +75,24 @@ bench:
 	  $(GO) run ./bench/cmd/icabench failover -database-url "$$ICA_BENCH_POSTGRES" $(FAILOVER_FLAGS) || rc=1; \
 	fi; \
 	exit $$rc
+
+# A real Mattermost 6.7.2 on loopback for the tests that need one (built once
+# into ~/.cache/ica, with a throwaway PostgreSQL unless ICA_TEST_POSTGRES is
+# set). It prints the ICA_TEST_* exports; load them into your shell with
+#   eval "$(scripts/mattermost.sh env)"
+mattermost:
+	@scripts/mattermost.sh start
+
+mattermost-stop:
+	@scripts/mattermost.sh stop
+
+# A throwaway PostgreSQL cluster for the store tests; prints ICA_TEST_POSTGRES
+# (eval "$(scripts/postgres-test.sh env)").
+postgres:
+	@scripts/postgres-test.sh start
+
+postgres-stop:
+	@scripts/postgres-test.sh stop
 
 # The date-sensitive packages at the 1st, 28 February, the 31st and just
 # before midnight UTC: a test that reads the real date fails here.

@@ -2,14 +2,11 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/ica-governance/ica/internal/pgtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -18,35 +15,9 @@ import (
 // imports this package).
 func pgEngineForTest(t *testing.T) *pgEngine {
 	t.Helper()
-	admin := os.Getenv("ICA_TEST_POSTGRES")
-	if admin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ICA_TEST_POSTGRES is not set")
-		}
-		t.Skip("SKIPPED: ICA_TEST_POSTGRES is not set, so no PostgreSQL test runs")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
+	e, err := openPgEngine(context.Background(), PostgresConfig{URL: pgtest.DSN(t)})
 	require.NoError(t, err)
-	defer conn.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "ica_engine_" + hex.EncodeToString(b[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	cfg, err := pgx.ParseConfig(admin)
-	require.NoError(t, err)
-	e, err := openPgEngine(ctx, PostgresConfig{URL: fmt.Sprintf("host=%s port=%d user=%s password='%s' dbname=%s sslmode=disable",
-		cfg.Host, cfg.Port, cfg.User, cfg.Password, name)})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		e.Close()
-		c, err := pgx.Connect(ctx, admin)
-		if err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
+	t.Cleanup(func() { e.Close() })
 	return e
 }
 
@@ -103,6 +74,15 @@ func TestPgCursor_MatchesModel(t *testing.T) {
 		require.NoError(t, pw.Err())
 		wtx.Rollback()
 	}
+}
+
+// TestPgMigrations_Numbered: the embedded migrations have distinct
+// version numbers (two branches adding "0002" would otherwise collide).
+func TestPgMigrations_Numbered(t *testing.T) {
+	ms, err := loadMigrations()
+	require.NoError(t, err)
+	require.NotEmpty(t, ms)
+	require.Equal(t, 1, ms[0].version)
 }
 
 // TestPgMigrations_CoverEveryBucket: every bucket of the schema has its

@@ -172,6 +172,11 @@ func loadMigrations() ([]pgMigration, error) {
 		out = append(out, pgMigration{version: v, name: base, sql: string(b)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s have the same version number", out[i-1].name, out[i].name)
+		}
+	}
 	return out, nil
 }
 

@@ -77,16 +77,23 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, _ *model.
 	writeJSON(w, http.StatusOK, u)
 }
 
-// handleGetUserByUsername handles "GET /api/v4/users/username/{username}".
+// handleGetUserByUsername handles "GET /api/v4/users/username/{username}":
+// the name must be a valid username (lower case), matched exactly.
 func (s *Server) handleGetUserByUsername(w http.ResponseWriter, r *http.Request, _ *model.User) {
+	name := r.PathValue("username")
+	if !model.IsValidUsername(name) {
+		writeErr(w, r, invalidBodyParam("username"))
+		return
+	}
 	s.mu.Lock()
-	u := s.userByNameLocked(strings.ToLower(r.PathValue("username")))
+	u := s.userByNameLocked(name)
 	if u != nil {
 		u = copyUser(u)
 	}
 	s.mu.Unlock()
 	if u == nil {
-		writeErr(w, r, userNotFound())
+		writeErr(w, r, newAppError("GetUserByUsername", http.StatusNotFound, "app.user.get_by_username.app_error",
+			"Unable to find an existing account matching your username for this team. This team may require an invite from the team owner to join."))
 		return
 	}
 	writeJSON(w, http.StatusOK, u)
@@ -167,8 +174,11 @@ func (s *Server) writeChannelByNameLocked(w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusOK, &cc)
 }
 
-// channelForReadLocked loads {channel_id} and checks read_channel.
-func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.Channel, *model.AppError) {
+// channelForReadLocked loads {channel_id} and checks read_channel: channel
+// members only, unless public is set (read_public_channel: the channel's
+// team members may see a public channel itself, but not its members or
+// posts).
+func (s *Server) channelForReadLocked(r *http.Request, me *model.User, public bool) (*model.Channel, *model.AppError) {
 	id := r.PathValue("channel_id")
 	if !model.IsValidId(id) {
 		return nil, invalidURLParam("channel_id")
@@ -177,7 +187,7 @@ func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.C
 	if c == nil {
 		return nil, newAppError("GetChannel", http.StatusNotFound, "app.channel.get.existing.app_error", "Unable to find the existing channel.")
 	}
-	if !s.canReadChannelLocked(c, me.Id) {
+	if !s.isMemberLocked(c.Id, me.Id) && !(public && s.canReadChannelLocked(c, me.Id)) {
 		return nil, forbidden("getChannel")
 	}
 	return c, nil
@@ -187,7 +197,7 @@ func (s *Server) channelForReadLocked(r *http.Request, me *model.User) (*model.C
 func (s *Server) handleGetChannel(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, true)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -212,7 +222,7 @@ func (s *Server) memberLocked(channelID, userID string) model.ChannelMember {
 func (s *Server) handleGetChannelMembers(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -235,7 +245,7 @@ func (s *Server) handleGetChannelMember(w http.ResponseWriter, r *http.Request, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -248,12 +258,42 @@ func (s *Server) handleGetChannelMember(w http.ResponseWriter, r *http.Request, 
 	writeJSON(w, http.StatusOK, &m)
 }
 
+// handleRemoveChannelMember handles
+// "DELETE /api/v4/channels/{channel_id}/members/{user_id}": a user leaves
+// (the fake has no admins, so only oneself can be removed).
+func (s *Server) handleRemoveChannelMember(w http.ResponseWriter, r *http.Request, me *model.User) {
+	uid := r.PathValue("user_id")
+	if !model.IsValidId(uid) {
+		writeErr(w, r, invalidURLParam("user_id"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.channelForReadLocked(r, me, false)
+	if err != nil {
+		writeErr(w, r, err)
+		return
+	}
+	if uid != me.Id {
+		writeErr(w, r, forbidden("removeChannelMember"))
+		return
+	}
+	ms := s.chanMembers[c.Id]
+	for i, m := range ms {
+		if m == uid {
+			s.chanMembers[c.Id] = append(ms[:i:i], ms[i+1:]...)
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
 // handleGetPostsForChannel handles "GET /api/v4/channels/{channel_id}/posts":
 // newest first, paged, integrations stripped.
 func (s *Server) handleGetPostsForChannel(w http.ResponseWriter, r *http.Request, me *model.User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.channelForReadLocked(r, me)
+	c, err := s.channelForReadLocked(r, me, false)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -316,13 +356,18 @@ func (s *Server) handleCreatePost(w http.ResponseWriter, r *http.Request, me *mo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := len(s.posts)
 	created, appErr := s.createPostLocked(me, &p, "api")
 	if appErr != nil {
 		writeErr(w, r, appErr)
 		return
 	}
 	out := s.clientPostLocked(created)
-	out.PendingPostId = p.PendingPostId
+	if len(s.posts) > n {
+		// A new post echoes the pending_post_id; a de-duplicated one comes
+		// back as stored, without it.
+		out.PendingPostId = p.PendingPostId
+	}
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -374,6 +419,7 @@ func (s *Server) createPostLocked(author *model.User, p *model.Post, via string)
 	if p.PendingPostId != "" && via == "api" {
 		s.pending[p.PendingPostId] = pendingPost{postID: stored.Id, at: now}
 	}
+	s.publishPostedLocked(stored)
 	return stored, nil
 }
 
@@ -426,6 +472,7 @@ func (s *Server) handleCreateEphemeralPost(w http.ResponseWriter, r *http.Reques
 		UserID: to.Id, Username: to.Username, ChannelID: c.Id, RootID: p.RootId,
 		Message: p.Message, Source: "api", Post: clonePost(p),
 	})
+	s.publishEphemeralLocked(to.Id, p)
 	writeJSON(w, http.StatusCreated, s.clientPostLocked(p))
 }
 
@@ -505,6 +552,7 @@ func (s *Server) updatePostLocked(old, received *model.Post) *model.Post {
 	}
 	n.UpdateAt = now
 	s.posts[n.Id] = n
+	s.publishEditedLocked(n)
 	return n
 }
 
@@ -636,7 +684,8 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request, me *model
 		if p := s.posts[info.PostId]; p != nil {
 			c = s.channels[p.ChannelId]
 		}
-		ok = info.CreatorId == me.Id || (c != nil && s.canReadChannelLocked(c, me.Id))
+		// read_channel on the post's channel: members only, public or not.
+		ok = info.CreatorId == me.Id || (c != nil && s.isMemberLocked(c.Id, me.Id))
 	}
 	s.mu.Unlock()
 	if f == nil {
@@ -686,6 +735,7 @@ func (s *Server) handleOpenDialog(w http.ResponseWriter, r *http.Request) {
 		UserID: userID, Username: u.Username, ChannelID: channelID, TriggerID: req.TriggerId,
 		URL: req.URL, Dialog: req.Dialog, OpenedAt: s.now(),
 	})
+	s.publishOpenDialogLocked(userID, req)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
 }
@@ -790,8 +840,10 @@ func (s *Server) applyCommandResponseLocked(userID, channelID string, resp *mode
 			p.AddProp(model.PostPropsAttachments, cr.Attachments)
 		}
 		if cr.ResponseType == model.CommandResponseTypeInChannel {
+			// Custom commands post as a webhook; user name and icon
+			// overrides are off (EnablePostUsernameOverride and
+			// EnablePostIconOverride are false, as the client config says).
 			p.AddProp("from_webhook", "true")
-			p.AddProp("override_icon_url", cr.IconURL)
 			if _, err := s.createPostLocked(u, p, source); err != nil {
 				s.tb.Logf("mmtest: in_channel reply not posted: %v", err.Message)
 			}
@@ -805,6 +857,7 @@ func (s *Server) applyCommandResponseLocked(userID, channelID string, resp *mode
 			UserID: userID, Username: u.Username, ChannelID: cid, Message: cr.Text,
 			Source: source, Post: p,
 		})
+		s.publishEphemeralLocked(userID, p)
 	}
 }
 
@@ -816,4 +869,14 @@ func sortedIDs[V any](m map[string]V) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// isAlphanumeric reports whether s is one or more ASCII letters and digits.
+func isAlphanumeric(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -114,6 +114,10 @@ func (s *Server) doAction(ctx context.Context, userID, postID, actionID, selecte
 		return res
 	}
 
+	if !isAlphanumeric(actionID) {
+		// The real route only matches [A-Za-z0-9]+: anything else is no page at all.
+		return fail(newAppError("", http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page."))
+	}
 	s.mu.Lock()
 	u := s.users[userID]
 	post := s.posts[postID]
@@ -229,6 +233,7 @@ func (s *Server) doAction(ctx context.Context, userID, postID, actionID, selecte
 			UserID: u.Id, Username: u.Username, ChannelID: channel.Id, RootID: rootID,
 			Message: msg, Source: "action", Post: p,
 		})
+		s.publishEphemeralLocked(u.Id, p)
 	}
 	res.Status = http.StatusOK
 	return res
@@ -420,10 +425,7 @@ func (s *Server) submitDialog(ctx context.Context, userID string, req model.Subm
 	target := req.URL
 	req.URL = ""
 	req.Type = "dialog_submission"
-	req.UserId = userID
-	if req.Cancelled {
-		req.Submission = nil
-	}
+	req.UserId = userID // everything else is forwarded as the client sent it
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, newAppError("SubmitInteractiveDialog", http.StatusInternalServerError, "api.marshal_error", err.Error())
@@ -455,22 +457,57 @@ func (s *Server) SlashCommand(username, channelName, text string) (status int, r
 	if err != nil {
 		return 0, nil, err
 	}
-	fail := func(e *model.AppError) (int, *model.CommandResponse, error) { return e.StatusCode, nil, e }
-
 	s.mu.Lock()
 	c := s.mustChannelLocked(channelName)
-	if !s.isMemberLocked(c.Id, u.Id) {
+	s.mu.Unlock()
+	resp, appErr := s.executeCommand(context.Background(), u, c.Id, "", text)
+	if appErr != nil {
+		return appErr.StatusCode, nil, appErr
+	}
+	return http.StatusOK, resp, nil
+}
+
+// handleExecuteCommand handles "POST /api/v4/commands/execute", what the
+// webapp calls when a user sends a slash command.
+func (s *Server) handleExecuteCommand(w http.ResponseWriter, r *http.Request, me *model.User) {
+	var args model.CommandArgs
+	if err := decodeJSON(r, &args); err != nil {
+		writeErr(w, r, newAppError("executeCommand", http.StatusBadRequest, "api.context.invalid_body_param.app_error", "Invalid or missing command_args in request body."))
+		return
+	}
+	if len(args.Command) <= 1 || !strings.HasPrefix(args.Command, "/") || !model.IsValidId(args.ChannelId) {
+		writeErr(w, r, newAppError("executeCommand", http.StatusBadRequest, "api.command.execute_command.start.app_error", "No command trigger found."))
+		return
+	}
+	resp, appErr := s.executeCommand(r.Context(), me, args.ChannelId, args.TeamId, args.Command)
+	if appErr != nil {
+		writeErr(w, r, appErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// executeCommand is ExecuteCommand of a 6.7.2 server for a custom command:
+// the channel's members only; the team is the channel's (teamID counts only
+// in direct channels).
+func (s *Server) executeCommand(ctx context.Context, u *model.User, channelID, teamID, text string) (*model.CommandResponse, *model.AppError) {
+	s.mu.Lock()
+	c := s.channels[channelID]
+	if c == nil || !s.isMemberLocked(c.Id, u.Id) {
 		s.mu.Unlock()
-		return fail(forbidden("executeCommand"))
+		return nil, forbidden("executeCommand")
+	}
+	if c.TeamId != "" || teamID == "" {
+		teamID = s.teamForLocked(c, u.Id)
 	}
 	line := strings.TrimPrefix(text, "/")
 	trigger, args, _ := strings.Cut(line, " ")
 	trigger = strings.ToLower(trigger)
-	cmd := s.commands[s.teamForLocked(c, u.Id)+"/"+trigger]
+	cmd := s.commands[teamID+"/"+trigger]
 	if cmd == nil {
 		s.mu.Unlock()
-		return fail(newAppError("ExecuteCommand", http.StatusNotFound, "api.command.execute_command.not_found.app_error",
-			"Command with a trigger of '"+trigger+"' not found. To send a message beginning with \"/\", try adding an empty space at the beginning of the message."))
+		return nil, newAppError("ExecuteCommand", http.StatusNotFound, "api.command.execute_command.not_found.app_error",
+			"Command with a trigger of '"+trigger+"' not found. To send a message beginning with \"/\", try adding an empty space at the beginning of the message.")
 	}
 	hook := &commandHook{id: model.NewId(), userID: u.Id, channelID: c.Id, createdAt: s.now()}
 	s.hooks[hook.id] = hook
@@ -495,7 +532,7 @@ func (s *Server) SlashCommand(username, channelName, text string) (status int, r
 	s.mu.Unlock()
 
 	hdr := http.Header{"Authorization": {"Token " + cmd.token}}
-	st, ct, body, _, err := s.post(context.Background(), cmd.url, "application/x-www-form-urlencoded", []byte(form.Encode()), hdr)
+	st, ct, body, _, err := s.post(ctx, cmd.url, "application/x-www-form-urlencoded", []byte(form.Encode()), hdr)
 	call := SlashCall{Form: form, ResponseURL: responseURL, Status: st, Body: body}
 	s.mu.Lock()
 	s.slashCalls = append(s.slashCalls, call)
@@ -504,24 +541,24 @@ func (s *Server) SlashCommand(username, channelName, text string) (status int, r
 		"Command with a trigger of '"+trigger+"' failed.")
 	if err != nil {
 		failed.DetailedError = err.Error()
-		return fail(failed)
+		return nil, failed
 	}
 	if st != http.StatusOK {
-		return fail(newAppError("ExecuteCommand", http.StatusInternalServerError, "api.command.execute_command.failed_resp.app_error",
-			"Command with a trigger of '"+trigger+"' returned response "+strconv.Itoa(st)+" "+http.StatusText(st)+"."))
+		return nil, newAppError("ExecuteCommand", http.StatusInternalServerError, "api.command.execute_command.failed_resp.app_error",
+			"Command with a trigger of '"+trigger+"' returned response "+strconv.Itoa(st)+" "+http.StatusText(st)+".")
 	}
 	if len(body) > maxIntegrationResponse {
 		body = body[:maxIntegrationResponse]
 	}
 	resp, perr := model.CommandResponseFromHTTPBody(ct, bytes.NewReader(body))
 	if perr != nil || resp == nil {
-		return fail(failed)
+		return nil, failed
 	}
 	s.mu.Lock()
 	s.applyCommandResponseLocked(u.Id, c.Id, resp, "command")
 	s.mu.Unlock()
 	resp.TriggerId = clientTrigger
-	return http.StatusOK, resp, nil
+	return resp, nil
 }
 
 // addMentionsLocked adds the mention fields Mattermost derives from the text.

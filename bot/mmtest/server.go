@@ -18,6 +18,11 @@
 //	... start ICA with mm.URL and botToken ...
 //	res, err := mm.Click(cardID, "approve", "tech1")
 //
+// People's clients can also reach it over HTTP and its websocket, as on a
+// real server (internal/mmreal.Person works against both), and the contract
+// suite in internal/mmcontract runs the same checks against the fake and a
+// real Mattermost 6.7.2, so the fake cannot drift from it unnoticed.
+//
 // Everything is safe for concurrent use.
 package mmtest
 
@@ -116,6 +121,7 @@ type Server struct {
 	hookCalls   []HookCall
 	slashCalls  []SlashCall
 	requests    []Request
+	wsConns     map[*wsConn]bool
 	down        bool
 	latency     time.Duration
 	failures    []*failureRule
@@ -227,6 +233,7 @@ func New(tb testing.TB, opts ...Option) *Server {
 		dialogs:            map[string][]OpenDialog{},
 		commands:           map[string]*command{},
 		hooks:              map[string]*commandHook{},
+		wsConns:            map[*wsConn]bool{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -615,6 +622,11 @@ func (s *Server) FailNextWith(n int, f Failure) {
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	s.down = down
+	if down {
+		for c := range s.wsConns {
+			c.close()
+		}
+	}
 	s.mu.Unlock()
 	if down {
 		s.srv.CloseClientConnections()
@@ -659,6 +671,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}", auth(s.handleGetChannel))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/members", auth(s.handleGetChannelMembers))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/members/{user_id}", auth(s.handleGetChannelMember))
+	mux.HandleFunc("DELETE /api/v4/channels/{channel_id}/members/{user_id}", auth(s.handleRemoveChannelMember))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/posts", auth(s.handleGetPostsForChannel))
 	mux.HandleFunc("POST /api/v4/channels/direct", auth(s.handleCreateDirectChannel))
 	mux.HandleFunc("POST /api/v4/posts", auth(s.handleCreatePost))
@@ -669,12 +682,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v4/files", auth(s.handleUploadFile))
 	mux.HandleFunc("GET /api/v4/files/{file_id}", auth(s.handleGetFile))
 	mux.HandleFunc("POST /api/v4/actions/dialogs/submit", auth(s.handleSubmitDialog))
+	mux.HandleFunc("POST /api/v4/commands/execute", auth(s.handleExecuteCommand))
+	mux.HandleFunc("GET /api/v4/websocket", s.handleWebSocket)              // authenticates itself
 	mux.HandleFunc("POST /api/v4/actions/dialogs/open", s.handleOpenDialog) // trigger_id is the credential
 	mux.HandleFunc("GET /api/v4/config/client", s.handleClientConfig)       // public, as on a real server
 	mux.HandleFunc("POST /hooks/commands/{hook_id}", s.handleCommandHook)   // the id is the secret
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeAppError(w, r, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.", "")
-	})
+	mux.HandleFunc("/", writeNotFoundPage)
 	return s.middleware(mux)
 }
 
@@ -816,6 +829,13 @@ type appError struct {
 	StatusCode    int    `json:"status_code"`
 }
 
+// writeNotFoundPage is a real server's answer to a path (or method) it has
+// no route for.
+func writeNotFoundPage(w http.ResponseWriter, r *http.Request) {
+	writeAppError(w, r, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.",
+		"There doesn't appear to be an api call for the url='"+r.URL.Path+"'.  Typo? are you missing a team_id or user_id as part of the url?")
+}
+
 func writeAppError(w http.ResponseWriter, r *http.Request, status int, id, msg, detail string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -930,8 +950,9 @@ func (s *Server) isMemberLocked(channelID, userID string) bool {
 	return false
 }
 
-// canReadChannelLocked is read_channel: a member, or a team member for a
-// public channel.
+// canReadChannelLocked is what a 6.7.2 server lets see a channel itself or
+// one post by id: a member, or (read_public_channel) a team member for a
+// public channel. Listing members or posts takes membership.
 func (s *Server) canReadChannelLocked(c *model.Channel, userID string) bool {
 	if s.isMemberLocked(c.Id, userID) {
 		return true

@@ -7,17 +7,12 @@ package storetest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/ica-governance/ica/internal/pgtest"
 	"github.com/ica-governance/ica/store"
 )
 
@@ -94,45 +89,13 @@ func Open(tb testing.TB, opt store.Options) *store.Store {
 }
 
 // CreateDatabase creates an empty database on the ICA_TEST_POSTGRES server
-// for one test and drops it when the test ends. Without ICA_TEST_POSTGRES
-// the test is skipped with a loud message, and fails under CI=true.
+// for one test and drops it when the test ends (internal/pgtest). Without
+// ICA_TEST_POSTGRES the test is skipped with a loud message, and fails
+// under CI, or when this run asked for PostgreSQL.
 func CreateDatabase(tb testing.TB) string {
 	tb.Helper()
-	admin := os.Getenv("ICA_TEST_POSTGRES")
-	if admin == "" {
-		msg := "SKIPPED: ICA_TEST_POSTGRES is not set, so no PostgreSQL test runs (.ci/run starts a server; see the README)"
-		if os.Getenv("CI") == "true" || Engine() == Postgres {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
+	if Engine() == Postgres && os.Getenv(pgtest.Env) == "" {
+		tb.Fatal("ICA_TEST_STORE=postgres needs ICA_TEST_POSTGRES (a superuser DSN; scripts/postgres-test.sh starts a server)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("connect to ICA_TEST_POSTGRES: %v", err)
-	}
-	defer conn.Close(context.Background())
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "ica_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("create test database: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	cfg, err := pgx.ParseConfig(admin)
-	if err != nil {
-		tb.Fatalf("ICA_TEST_POSTGRES: %v", err)
-	}
-	q := func(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'" }
-	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable", q(cfg.Host), cfg.Port, q(cfg.User), q(cfg.Password), name)
+	return pgtest.DSN(tb)
 }
