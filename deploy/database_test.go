@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica/bench"
-	"github.com/ica-governance/ica/store/storetest"
+	"github.com/ica-governance/ica/internal/pgtest"
 )
 
 // onDatabase is production on PostgreSQL: the database settings in a Secret
@@ -198,7 +198,7 @@ func TestChart_DatabaseServes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binary")
 	}
-	dsn := storetest.CreateDatabase(t)
+	dsn := pgtest.DSN(t)
 	m, _ := render(t, onDatabase)
 	secrets := map[string]map[string]string{
 		"ica-db":   {"ICA_DATABASE_URL": dsn},
