@@ -133,6 +133,20 @@ func (p *Postgres) Settings(ctx context.Context) string {
 	return strings.Join(out, ", ")
 }
 
+// DataDirectory returns the server's data directory (superuser only), for
+// the report: on this machine its filesystem says whether fsync costs
+// anything.
+func (p *Postgres) DataDirectory(ctx context.Context) string {
+	conn, err := pgx.ConnectConfig(ctx, p.cfg)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close(context.Background())
+	var dir string
+	_ = conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir)
+	return dir
+}
+
 // FindPgbench returns the pgbench to run: explicit when given, else the
 // one on PATH, else the newest in Debian's /usr/lib/postgresql/*/bin.
 func FindPgbench(explicit string) (string, error) {

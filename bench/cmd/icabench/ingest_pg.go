@@ -81,6 +81,11 @@ func ingestPG(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (in
 		c.replicas, c.clients, c.events, c.duration, c.warmup, c.reps)
 	fmt.Fprintf(stdout, "machine: %d CPUs (GOMAXPROCS %d), %s; server %s: %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), pg.Describe(), pg.Settings(ctx))
+	if d := pg.DataDirectory(ctx); d != "" {
+		if _, err := os.Stat(d); err == nil {
+			fmt.Fprintf(stdout, "server data directory on this machine: %s\n", strings.TrimSuffix(fsInfo(d), "; ledger and baseline share it"))
+		}
+	}
 	fmt.Fprintf(stdout, "baseline: %s -n -M prepared -c %d -j 2, one INSERT of a %d-byte row per transaction into a table of its own\n",
 		pgbench, c.clients, pgBaselineRow)
 
