@@ -114,7 +114,7 @@ func ingestPG(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (in
 				fmt.Fprintf(stdout, "rep %d ica    : %7.0f durable events/s (%d requests in %s; /events only %.0f/s; %d runs finished), p50 %.2f ms, p99 %.2f ms, errors %d, check %s\n",
 					i+1, r.perSec(), r.total, r.window, r.eventsPerSec(), r.runs,
 					bench.Ms(bench.Percentile(r.lat, 50)), bench.Ms(bench.Percentile(r.lat, 99)), r.errors, passWord(r.checkOK))
-				fmt.Fprintf(stdout, "               group commits: %.0f (%.1f ledger entries each, mean %.2f ms); database commits in the window %d (%.0f/s); WAL %.0f B per request; %.2f%% of POSTs answered within 50 ms by the servers; peak RSS per replica %s MB; database %.1f MB\n",
+				fmt.Fprintf(stdout, "               group commits: %.0f (%.1f ledger entries each, mean %.2f ms); database commits in the window %d (%.0f/s); WAL (whole server) %.0f B per request; %.2f%% of POSTs answered within 50 ms by the servers; peak RSS per replica %s MB; database %.1f MB\n",
 					r.commits, safeDiv(r.ledgerEntries, r.commits), 1000*safeDiv(r.commitSeconds, r.commits),
 					r.dbCommits, float64(r.dbCommits)/r.window.Seconds(), safeDiv(float64(r.walBytes), float64(r.total)),
 					100*r.serverUnder50, strings.Join(rss, " / "), bench.MB(r.dbSize))
