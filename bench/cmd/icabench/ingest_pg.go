@@ -229,12 +229,11 @@ func startPGReplicas(ctx context.Context, bin string, pg *bench.Postgres, dir st
 	return p, nil
 }
 
-// kill ends every replica still running and drops the database.
+// kill ends every replica still running (Kill of a stopped one only waits
+// for it) and drops the database.
 func (p *pgReplicas) kill() {
 	for _, s := range p.servers {
-		if s.Cmd.ProcessState == nil {
-			s.Kill()
-		}
+		s.Kill()
 	}
 	p.drop()
 }
