@@ -14,6 +14,9 @@ const (
 	ApprovalRejected  = "rejected"
 	ApprovalExpired   = "expired"
 	ApprovalBypassed  = "bypassed"
+	// ApprovalSuperseded: a newer run of the same pipeline took its place
+	// in the queue of an exclusive "latest" target.
+	ApprovalSuperseded = "superseded"
 )
 
 // Deployment targets.
@@ -50,6 +53,8 @@ type Decision struct {
 	Comment string    `json:"comment,omitempty"`
 	// Via says where the decision was made: mattermost, api, breakglass, scheduler.
 	Via string `json:"via"`
+	// Finance marks a business approval by a finance approver.
+	Finance bool `json:"finance,omitempty"`
 }
 
 // CardRef locates the Mattermost card that shows an approval.
@@ -87,6 +92,89 @@ type Approval struct {
 	ReminderSent    bool       `json:"reminder_sent,omitempty"`
 	// Version counts applied transitions; it lets callers detect stale views.
 	Version int `json:"version"`
+
+	// --- deployment policy (policy/) ---
+	// TechnicalRequired and BusinessRequired are how many distinct people
+	// each step needs under the policy in force (0: one); the approvals so
+	// far are listed in order, the last one completing the step.
+	TechnicalRequired  int        `json:"technical_required,omitempty"`
+	BusinessRequired   int        `json:"business_required,omitempty"`
+	TechnicalApprovals []Decision `json:"technical_approvals,omitempty"`
+	BusinessApprovals  []Decision `json:"business_approvals,omitempty"`
+	// NotBefore defers the approval: the gate opens no earlier ("approve,
+	// effective at 22:00").
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	// PolicyHashes lists every policy the approval was evaluated under
+	// (request, decisions, use), oldest first.
+	PolicyHashes []string `json:"policy_hashes,omitempty"`
+	// Promotion is the deployment to the required target the request relied on.
+	Promotion *Deployment `json:"promotion,omitempty"`
+	// Use records the one deployment the approval authorised.
+	Use *ApprovalUse `json:"use,omitempty"`
+	// SupersededBy names the newer run that took this one's place.
+	SupersededBy string `json:"superseded_by,omitempty"`
+	// --- end deployment policy ---
+}
+
+// ApprovalUse is the pipeline's "about to deploy": the run, commit and
+// digest the approval was used for, when, and the lock it took.
+type ApprovalUse struct {
+	RunID          string    `json:"run_id"`
+	Commit         string    `json:"commit"`
+	ArtifactDigest string    `json:"artifact_digest,omitempty"`
+	At             time.Time `json:"at"`
+	Actor          string    `json:"actor"`
+	Lock           string    `json:"lock,omitempty"`
+	PolicyHash     string    `json:"policy_hash,omitempty"`
+}
+
+// Deployment is a run's report that it deployed a commit to a target (an
+// event of type "deployment"), with the approval the run used for it.
+type Deployment struct {
+	Target         string    `json:"target"`
+	RunID          string    `json:"run_id"`
+	ApprovalID     string    `json:"approval_id,omitempty"`
+	Commit         string    `json:"commit"`
+	ArtifactDigest string    `json:"artifact_digest,omitempty"`
+	Result         string    `json:"result"`
+	DeployedAt     time.Time `json:"deployed_at"`
+	// LedgerSeq is the ledger entry of the report.
+	LedgerSeq uint64 `json:"ledger_seq"`
+}
+
+// LastDecision is when the approval was last decided in its favour (the
+// decision that approved it, or the bypass); zero otherwise.
+func (a *Approval) LastDecision() time.Time {
+	switch a.Status {
+	case ApprovalApproved:
+		if a.Business != nil {
+			return a.Business.At
+		}
+	case ApprovalBypassed:
+		if a.Bypass != nil {
+			return a.Bypass.At
+		}
+	}
+	return time.Time{}
+}
+
+// AddPolicyHash records that the approval was evaluated under a policy.
+func (a *Approval) AddPolicyHash(h string) {
+	if h != "" && (len(a.PolicyHashes) == 0 || a.PolicyHashes[len(a.PolicyHashes)-1] != h) {
+		a.PolicyHashes = append(a.PolicyHashes, h)
+	}
+}
+
+// need returns how many distinct people a step needs.
+func need(n int) int { return max(n, 1) }
+
+func approvedBy(ds []Decision, who Decider) bool {
+	for _, d := range ds {
+		if d.same(who) {
+			return true
+		}
+	}
+	return false
 }
 
 // ApprovalFilter selects approvals for GET /api/v1/approvals. Results are
@@ -109,7 +197,7 @@ type ApprovalPage struct {
 // Final reports whether no further transition is possible.
 func (a *Approval) Final() bool {
 	switch a.Status {
-	case ApprovalApproved, ApprovalRejected, ApprovalExpired, ApprovalBypassed:
+	case ApprovalApproved, ApprovalRejected, ApprovalExpired, ApprovalBypassed, ApprovalSuperseded:
 		return true
 	}
 	return false
@@ -172,6 +260,7 @@ const (
 	ActExpire           = "expire"
 	ActBypass           = "bypass"
 	ActVoid             = "void"
+	ActSupersede        = "supersede"
 )
 
 // Transition is one requested change of an approval.
@@ -181,6 +270,15 @@ type Transition struct {
 	Comment string
 	Via     string
 	At      time.Time
+	// NotBefore defers a business approval (the gate opens no earlier).
+	NotBefore time.Time
+	// NotBeforeLocal is "HH:MM" in the target's zone, the next such time
+	// (the card's "approve, effective at"); the store resolves it into
+	// NotBefore under the policy in force.
+	NotBeforeLocal string
+	// Finance: the decider is a finance approver (the store sets it from
+	// the policy).
+	Finance bool
 }
 
 // ResultStatus returns the status an action leads to.
@@ -196,6 +294,8 @@ func ResultStatus(action string) string {
 		return ApprovalExpired
 	case ActBypass:
 		return ApprovalBypassed
+	case ActSupersede:
+		return ApprovalSuperseded
 	}
 	return ""
 }
@@ -206,11 +306,19 @@ func ResultStatus(action string) string {
 // decided by the caller before Apply; Apply enforces the rules that hold
 // whatever the policy: order of steps, separation of duties, expiry.
 func (a *Approval) Apply(t Transition) (*Approval, error) {
-	if a.Final() {
+	// An approved approval that was not used yet can still be voided by its
+	// run, or superseded by a newer run while it waits for the lock.
+	voidable := (t.Action == ActVoid && (a.Status == ApprovalApproved || a.Status == ApprovalBypassed)) ||
+		(t.Action == ActSupersede && a.Status == ApprovalApproved)
+	if a.Final() && !voidable {
 		return nil, Errorf(ECONFLICT, "approval %s is already %s%s", a.ID, a.Status, a.decidedBy())
 	}
+	if a.Use != nil && (t.Action == ActVoid || t.Action == ActSupersede) {
+		return nil, Errorf(ECONFLICT, "approval %s was already used by run %s at %s", a.ID, a.Use.RunID, a.Use.At.UTC().Format(time.RFC3339))
+	}
 	n := *a
-	d := &Decision{Decider: t.By, At: t.At, Comment: t.Comment, Via: t.Via}
+	d := &Decision{Decider: t.By, At: t.At, Comment: t.Comment, Via: t.Via, Finance: t.Finance}
+	status := ResultStatus(t.Action)
 	expired := !t.At.Before(a.ExpiresAt)
 	switch t.Action {
 	case ActApproveTechnical, ActApproveBusiness:
@@ -227,15 +335,42 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 			if a.Status != ApprovalPending {
 				return nil, Errorf(ECONFLICT, "approval %s already has its technical approval%s", a.ID, a.decidedBy())
 			}
-			n.Technical = d
+			if approvedBy(a.TechnicalApprovals, t.By) {
+				return nil, Errorf(ECONFLICT, "%s already approved the technical step of %s; %d of %d technical approvals so far",
+					t.By.Username, a.ID, len(a.TechnicalApprovals), need(a.TechnicalRequired))
+			}
+			n.TechnicalApprovals = append(append([]Decision{}, a.TechnicalApprovals...), *d)
+			if len(n.TechnicalApprovals) < need(a.TechnicalRequired) {
+				status = a.Status
+			} else {
+				n.Technical = d
+			}
 		} else {
 			if a.Status == ApprovalPending {
 				return nil, Errorf(ECONFLICT, "approval %s needs its technical approval first", a.ID)
 			}
-			if a.Technical != nil && a.Technical.same(t.By) {
-				return nil, Errorf(EFORBIDDEN, "%s gave the technical approval; the business approval must come from someone else", t.By.Username)
+			if (a.Technical != nil && a.Technical.same(t.By)) || approvedBy(a.TechnicalApprovals, t.By) {
+				return nil, Errorf(EFORBIDDEN, "%s gave a technical approval; the business approval must come from someone else", t.By.Username)
 			}
-			n.Business = d
+			if approvedBy(a.BusinessApprovals, t.By) {
+				return nil, Errorf(ECONFLICT, "%s already approved the business step of %s; %d of %d business approvals so far",
+					t.By.Username, a.ID, len(a.BusinessApprovals), need(a.BusinessRequired))
+			}
+			votes := append(append([]Decision{}, a.BusinessApprovals...), *d)
+			if a.FinanceRequired && need(a.BusinessRequired) > 1 && len(votes) >= need(a.BusinessRequired) && !anyFinance(votes) {
+				return nil, Errorf(EFORBIDDEN, "the estimated cost is above the finance threshold: one of the %d business approvals of %s must come from a finance approver",
+					need(a.BusinessRequired), a.ID)
+			}
+			n.BusinessApprovals = votes
+			if len(votes) < need(a.BusinessRequired) {
+				status = a.Status
+			} else {
+				n.Business = d
+				if !t.NotBefore.IsZero() {
+					nb := t.NotBefore.UTC()
+					n.NotBefore = &nb
+				}
+			}
 		}
 	case ActReject, ActVoid:
 		if strings.TrimSpace(t.Comment) == "" {
@@ -253,10 +388,12 @@ func (a *Approval) Apply(t Transition) (*Approval, error) {
 			return nil, FieldErrorf(EINVALID, "reason", "a bypass needs a reason")
 		}
 		n.Bypass = d
+	case ActSupersede:
+		n.Rejection = d
 	default:
 		return nil, Errorf(EINVALID, "unknown approval action %q", t.Action)
 	}
-	n.Status = ResultStatus(t.Action)
+	n.Status = status
 	n.UpdatedAt = t.At
 	n.Version++
 	return &n, nil
@@ -276,6 +413,15 @@ func (a *Approval) IsRequester(username string) bool {
 	return ok && strings.EqualFold(username, local)
 }
 
+func anyFinance(ds []Decision) bool {
+	for _, d := range ds {
+		if d.Finance {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Approval) decidedBy() string {
 	var d *Decision
 	switch a.Status {
@@ -283,7 +429,7 @@ func (a *Approval) decidedBy() string {
 		d = a.Technical
 	case ApprovalApproved:
 		d = a.Business
-	case ApprovalRejected:
+	case ApprovalRejected, ApprovalSuperseded:
 		d = a.Rejection
 	case ApprovalBypassed:
 		d = a.Bypass

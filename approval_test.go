@@ -47,6 +47,8 @@ func approvalIn(status string) *ica.Approval {
 		a.ExpiredAt = &at
 	case ica.ApprovalBypassed:
 		a.Bypass = &ica.Decision{Decider: ica.Decider{Username: "oncall"}, At: t0.Add(time.Minute), Comment: "fire", Via: "breakglass"}
+	case ica.ApprovalSuperseded:
+		a.Rejection = &ica.Decision{Decider: ica.Decider{Username: "ica"}, At: t0.Add(time.Minute), Comment: "run 2 is newer", Via: "policy"}
 	default:
 		panic("unknown status " + status)
 	}
@@ -73,9 +75,9 @@ func snapshot(a *ica.Approval) ica.Approval {
 
 var (
 	allStatuses = []string{ica.ApprovalPending, ica.ApprovalTechnical, ica.ApprovalApproved,
-		ica.ApprovalRejected, ica.ApprovalExpired, ica.ApprovalBypassed}
+		ica.ApprovalRejected, ica.ApprovalExpired, ica.ApprovalBypassed, ica.ApprovalSuperseded}
 	allActions = []string{ica.ActApproveTechnical, ica.ActApproveBusiness, ica.ActReject,
-		ica.ActVoid, ica.ActExpire, ica.ActBypass, "launch_missiles"}
+		ica.ActVoid, ica.ActExpire, ica.ActBypass, ica.ActSupersede, "launch_missiles"}
 )
 
 // validTransition is a transition that only the state machine's own rules
@@ -95,12 +97,27 @@ func TestApproval_Apply_Matrix(t *testing.T) {
 	ok := func(s string) outcome { return outcome{status: s} }
 	no := func(c string) outcome { return outcome{code: c} }
 	final := no(ica.ECONFLICT)
+	// A decided approval that was not used can still be voided by its run,
+	// and an approved one superseded while it waits for the lock.
+	afterApproval := func(supersede bool) map[string]outcome {
+		m := map[string]outcome{ica.ActVoid: ok(ica.ApprovalRejected), ica.ActSupersede: final}
+		for _, a := range allActions {
+			if _, set := m[a]; !set {
+				m[a] = final
+			}
+		}
+		if supersede {
+			m[ica.ActSupersede] = ok(ica.ApprovalSuperseded)
+		}
+		return m
+	}
 	beforeDeadline := map[string]map[string]outcome{
 		ica.ApprovalPending: {
 			ica.ActApproveTechnical: ok(ica.ApprovalTechnical),
 			ica.ActApproveBusiness:  no(ica.ECONFLICT), // technical first
 			ica.ActReject:           ok(ica.ApprovalRejected),
 			ica.ActVoid:             ok(ica.ApprovalRejected),
+			ica.ActSupersede:        ok(ica.ApprovalSuperseded),
 			ica.ActExpire:           no(ica.ECONFLICT), // not due
 			ica.ActBypass:           ok(ica.ApprovalBypassed),
 			"launch_missiles":       no(ica.EINVALID),
@@ -110,10 +127,13 @@ func TestApproval_Apply_Matrix(t *testing.T) {
 			ica.ActApproveBusiness:  ok(ica.ApprovalApproved),
 			ica.ActReject:           ok(ica.ApprovalRejected),
 			ica.ActVoid:             ok(ica.ApprovalRejected),
+			ica.ActSupersede:        ok(ica.ApprovalSuperseded),
 			ica.ActExpire:           no(ica.ECONFLICT),
 			ica.ActBypass:           ok(ica.ApprovalBypassed),
 			"launch_missiles":       no(ica.EINVALID),
 		},
+		ica.ApprovalApproved: afterApproval(true),
+		ica.ApprovalBypassed: afterApproval(false),
 	}
 	atDeadline := map[string]map[string]outcome{
 		ica.ApprovalPending: {
@@ -121,6 +141,7 @@ func TestApproval_Apply_Matrix(t *testing.T) {
 			ica.ActApproveBusiness:  no(ica.ECONFLICT),
 			ica.ActReject:           ok(ica.ApprovalRejected),
 			ica.ActVoid:             ok(ica.ApprovalRejected),
+			ica.ActSupersede:        ok(ica.ApprovalSuperseded),
 			ica.ActExpire:           ok(ica.ApprovalExpired),
 			ica.ActBypass:           ok(ica.ApprovalBypassed),
 			"launch_missiles":       no(ica.EINVALID),
@@ -130,10 +151,13 @@ func TestApproval_Apply_Matrix(t *testing.T) {
 			ica.ActApproveBusiness:  no(ica.ECONFLICT), // expired
 			ica.ActReject:           ok(ica.ApprovalRejected),
 			ica.ActVoid:             ok(ica.ApprovalRejected),
+			ica.ActSupersede:        ok(ica.ApprovalSuperseded),
 			ica.ActExpire:           ok(ica.ApprovalExpired),
 			ica.ActBypass:           ok(ica.ApprovalBypassed),
 			"launch_missiles":       no(ica.EINVALID),
 		},
+		ica.ApprovalApproved: afterApproval(true),
+		ica.ApprovalBypassed: afterApproval(false),
 	}
 	for _, when := range []struct {
 		name string
@@ -184,9 +208,11 @@ func checkDecisionRecorded(t *testing.T, action string, in, got *ica.Approval, a
 	switch action {
 	case ica.ActApproveTechnical:
 		want.Technical = d
+		want.TechnicalApprovals = append(want.TechnicalApprovals, *d)
 	case ica.ActApproveBusiness:
 		want.Business = d
-	case ica.ActReject, ica.ActVoid:
+		want.BusinessApprovals = append(want.BusinessApprovals, *d)
+	case ica.ActReject, ica.ActVoid, ica.ActSupersede:
 		want.Rejection = d
 	case ica.ActBypass:
 		want.Bypass = d

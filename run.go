@@ -43,6 +43,10 @@ type Run struct {
 	EventCount     int        `json:"event_count"`
 	// Actor is the credential that started the run (pipeline token name or JWT subject).
 	Actor string `json:"actor"`
+	// Credential binds the run to the credential that started it
+	// ("token:<name>", "entra-oid:<object id>"): only that credential may
+	// add events, finish, request, use or void (least privilege).
+	Credential string `json:"credential,omitempty"`
 	// AuditHash is the ledger hash of the entry that finished the run.
 	AuditHash string `json:"audit_hash,omitempty"`
 	// StartSeq is the ledger sequence of the run's start entry.

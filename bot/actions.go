@@ -129,7 +129,7 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	switch action {
 	case actionApproveTechnical:
 		step = ica.StepTechnical
-	case actionApproveBusiness:
+	case actionApproveBusiness, actionApproveDeferred:
 		step = ica.StepBusiness
 	case actionReject:
 		step = a.Step()
@@ -148,17 +148,17 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	if action != actionReject && a.IsRequester(req.UserName) {
 		return ephemeral(w, "You requested this deployment, so you cannot approve it.")
 	}
-	if action == actionApproveBusiness && a.Technical != nil && (a.Technical.UserID == req.UserId || strings.EqualFold(a.Technical.Username, req.UserName)) {
+	if step == ica.StepBusiness && action != actionReject && a.Technical != nil && (a.Technical.UserID == req.UserId || strings.EqualFold(a.Technical.Username, req.UserName)) {
 		return ephemeral(w, "You gave the technical approval; the business approval must come from someone else.")
 	}
-	if action == actionReject || b.target(a.Target).CommentOnApprove {
+	if action == actionReject || action == actionApproveDeferred || b.target(a.Target).CommentOnApprove {
 		return b.openDialog(ctx, w, a, action, req)
 	}
 	n, err := b.decide(ctx, a.ID, step, ica.Transition{Action: action, By: ica.Decider{UserID: req.UserId, Username: req.UserName}, Via: "mattermost"}, req.PostId)
 	if err != nil {
 		return ephemeral(w, "Not recorded: %s", ica.ErrorMessage(err))
 	}
-	return b.replyCard(w, n, fmt.Sprintf("You gave the %s approval for %s. It is recorded in the ledger.", step, n.ID))
+	return b.replyCard(w, n, decidedText(step, n))
 }
 
 func by(a *ica.Approval) string {
@@ -205,6 +205,8 @@ func (b *Bot) openDialog(ctx context.Context, w http.ResponseWriter, a *ica.Appr
 		d.IntroductionText = fmt.Sprintf("Reject the deployment of **%s** run %s to **%s**. The reason is recorded in the ledger and shown on the card.", a.PipelineName, a.RunID, a.Target)
 		d.SubmitLabel = "Reject"
 		d.Elements = []model.DialogElement{{DisplayName: "Reason", Name: "reason", Type: "textarea", MinLength: 3, MaxLength: 2000, Placeholder: "Why must this not be deployed?"}}
+	case actionApproveDeferred:
+		deferredDialog(&d, a) // policy.go
 	default:
 		d.Title = "Approve " + a.ID
 		d.IntroductionText = fmt.Sprintf("Give the %s approval for **%s** run %s to **%s**.", a.Step(), a.PipelineName, a.RunID, a.Target)
@@ -271,6 +273,12 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		t.Comment = text("comment")
 	}
+	if st.Action == actionApproveDeferred {
+		t.Action, t.NotBeforeLocal = actionApproveBusiness, text("not_before")
+		if len(t.NotBeforeLocal) != 5 || t.NotBeforeLocal[2] != ':' {
+			return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"not_before": "A time HH:MM, such as 22:00."}})
+		}
+	}
 	if len(t.Comment) > 2000 {
 		return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"reason": "At most 2000 characters."}})
 	}
@@ -285,7 +293,7 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	step := a.Step()
 	if st.Action == actionApproveTechnical {
 		step = ica.StepTechnical
-	} else if st.Action == actionApproveBusiness {
+	} else if st.Action == actionApproveBusiness || st.Action == actionApproveDeferred {
 		step = ica.StepBusiness
 	}
 	username := ""
@@ -301,6 +309,9 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 	}
 	t.By = ica.Decider{UserID: req.UserId, Username: username}
 	if _, err := b.decide(ctx, a.ID, step, t, ""); err != nil {
+		if ica.ErrorField(err) == "not_before" {
+			return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"not_before": ica.ErrorMessage(err)}})
+		}
 		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
 	}
 	return dialogReply(w, &model.SubmitDialogResponse{})

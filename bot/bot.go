@@ -233,6 +233,11 @@ func (b *Bot) target(name string) TargetPolicy {
 func (b *Bot) stepPolicy(a *ica.Approval, step string) StepPolicy {
 	p := b.target(a.Target)
 	if step == ica.StepBusiness {
+		if a.FinanceRequired && a.BusinessRequired > 1 {
+			// Several business approvers: one of them must be finance (the
+			// state machine checks it), the others may be business approvers.
+			return StepPolicy{Usernames: append(append([]string{}, p.Business.Usernames...), b.cfg.FinanceApprovers...), Channel: p.Business.Channel}
+		}
 		if a.FinanceRequired {
 			return StepPolicy{Usernames: b.cfg.FinanceApprovers}
 		}

@@ -185,6 +185,7 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	if a.Business != nil {
 		fields = append(fields, &model.MessageAttachmentField{Title: "Business approval", Value: decisionText(a.Business)})
 	}
+	fields = append(fields, policyFields(a)...) // N of M, deferral, use (policy.go)
 	switch a.Status {
 	case ica.ApprovalRejected:
 		fields = append(fields, &model.MessageAttachmentField{Title: "Rejected", Value: decisionText(a.Rejection)})
@@ -211,7 +212,8 @@ func (b *Bot) renderCard(a *ica.Approval, now time.Time) (string, model.StringIn
 	case ica.ApprovalPending:
 		att.Actions = []*model.PostAction{b.button(a, actionApproveTechnical, "Approve (technical)", "success"), b.button(a, actionReject, "Reject", "danger")}
 	case ica.ApprovalTechnical:
-		att.Actions = []*model.PostAction{b.button(a, actionApproveBusiness, "Approve (business)", "success"), b.button(a, actionReject, "Reject", "danger")}
+		att.Actions = []*model.PostAction{b.button(a, actionApproveBusiness, "Approve (business)", "success"),
+			b.button(a, actionApproveDeferred, "Approve, effective at…", "default"), b.button(a, actionReject, "Reject", "danger")}
 	}
 	msg := fmt.Sprintf("**Approval %s**: deploy %s run %s to **%s**: %s", a.ID, pipeline, show(a.RunID), a.Target, stateWords[a.Status])
 	return msg, model.StringInterface{"attachments": []*model.MessageAttachment{att}, propApprovalID: a.ID}

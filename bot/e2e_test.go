@@ -254,7 +254,7 @@ func TestBot_TwoClickApproval(t *testing.T) {
 	require.Contains(t, h.lastEphemeral("tech1"), "technical approval")
 	require.Equal(t, "technical_approved", h.status(id)["status"], "the pipeline sees technical_approved at once")
 	card = h.card(id)
-	require.Equal(t, []string{"approvebusiness", "reject"}, actions(card), "the card offers the business step")
+	require.Equal(t, []string{"approvebusiness", "approvebusinessdeferred", "reject"}, actions(card), "the card offers the business step")
 	require.Contains(t, cardText(card), "@tech1")
 	require.Regexp(t, `expires in 3h 5[89]m`, cardText(card), "the expiry is refreshed when the card changes")
 	h.settle()

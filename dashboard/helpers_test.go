@@ -175,7 +175,7 @@ func smallLedger(tb testing.TB) (*store.Store, *ica.FakeClock) {
 	// for the business step past its deadline (13:00; the scheduler has not
 	// expired it yet).
 	b.at("2026-11-02T09:00:00Z")
-	a6 := b.request("r1", ica.TargetProduction, 400)
+	a6 := b.request("d3", ica.TargetProduction, 400) // a running run: a finished one cannot be deployed
 	b.decide(a6, ica.ActApproveTechnical, "carol", "2026-11-02T09:45:00Z")
 	b.at("2026-11-02T10:00:00Z")
 	b.start("r3", "web")

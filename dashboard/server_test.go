@@ -143,9 +143,12 @@ func demoLedger(tb testing.TB, end time.Time) (*store.Store, *ica.FakeClock) {
 			b.at(at(15*time.Minute + time.Duration(i)*time.Minute))
 			switch x := rng.IntN(100); {
 			case x < 78:
-				b.finish(id, ica.RunSuccess)
 				if rng.IntN(3) == 0 {
+					// Asks for approval before it finishes (a finished
+					// run cannot be deployed).
 					toApprove = append(toApprove, id)
+				} else {
+					b.finish(id, ica.RunSuccess)
 				}
 			case x < 92:
 				b.finish(id, ica.RunFailed)
@@ -175,6 +178,10 @@ func demoLedger(tb testing.TB, end time.Time) (*store.Store, *ica.FakeClock) {
 				events = append(events, event{biz, aid, ica.ActApproveBusiness, bizs[rng.IntN(len(bizs))]})
 			}
 		}
+		b.at(at(31 * time.Minute))
+		for _, id := range toApprove {
+			b.finish(id, ica.RunSuccess)
+		}
 		slices.SortStableFunc(events, func(a, b event) int { return a.at.Compare(b.at) })
 		for _, e := range events {
 			b.decide(e.id, e.act, e.who, e.at.Format(time.RFC3339))
@@ -189,8 +196,8 @@ func demoLedger(tb testing.TB, end time.Time) (*store.Store, *ica.FakeClock) {
 	// Two waiting approvals, one incident of each kind.
 	b.at(end.Add(-50 * time.Minute).Format(time.RFC3339))
 	b.start("2026.9001", "payments-api")
-	b.finish("2026.9001", ica.RunSuccess)
 	b.request("2026.9001", ica.TargetProduction, 780)
+	b.finish("2026.9001", ica.RunSuccess)
 	b.at(end.Add(-20 * time.Minute).Format(time.RFC3339))
 	b.start("2026.9002", "web-frontend")
 	b.request("2026.9002", ica.TargetStaging, 40)

@@ -66,12 +66,14 @@ type ApprovalRow struct {
 	TechnicalBy string
 	BusinessAt  time.Time // zero: no business decision
 	BusinessBy  string
+	// Used: the pipeline called use (the gate opened for it).
+	Used bool
 }
 
 // NewApprovalRow keeps what the figures need of a.
 func NewApprovalRow(a *ica.Approval) ApprovalRow {
 	r := ApprovalRow{ID: a.ID, RunID: a.RunID, Pipeline: a.PipelineName, Target: a.Target, Status: a.Status,
-		CreatedAt: a.CreatedAt.UTC(), ExpiresAt: a.ExpiresAt.UTC()}
+		CreatedAt: a.CreatedAt.UTC(), ExpiresAt: a.ExpiresAt.UTC(), Used: a.Use != nil}
 	if a.Technical != nil {
 		r.TechnicalAt, r.TechnicalBy = a.Technical.At.UTC(), a.Technical.Username
 	}
@@ -239,6 +241,11 @@ type ApprovalStats struct {
 	Weeks                  []WeekSLA         `json:"weeks"` // oldest first
 	Approvers              []ApproverSLA     `json:"approvers"`
 	Pending                []PendingApproval `json:"pending"` // oldest first
+	// UnusedApprovals counts runs that finished after an approval (approved
+	// or bypassed, since From) that was never used: a pipeline that never
+	// calls use bypasses every rule judged at deploy time (windows, the
+	// lock, a freeze).
+	UnusedApprovals int `json:"unused_approvals"`
 }
 
 // RunDay counts one UTC day's runs by status (runs are counted on the day
@@ -506,6 +513,19 @@ func computeApprovals(in *Input, now time.Time) ApprovalStats {
 		if !r.BusinessAt.IsZero() && r.BusinessBy != "" && !r.TechnicalAt.IsZero() {
 			k := key{r.BusinessBy, ica.StepBusiness}
 			approvers[k] = append(approvers[k], r.BusinessAt.Sub(r.TechnicalAt))
+		}
+	}
+	finished := map[string]bool{}
+	for _, r := range in.Runs {
+		if r.Status != ica.RunRunning {
+			finished[r.RunID] = true
+		}
+	}
+	for i := range in.Approvals {
+		r := &in.Approvals[i]
+		if (r.Status == ica.ApprovalApproved || r.Status == ica.ApprovalBypassed) && !r.Used && finished[r.RunID] &&
+			!r.CreatedAt.Before(from) && !r.CreatedAt.After(now) {
+			st.UnusedApprovals++
 		}
 	}
 	st.All = all.result("")

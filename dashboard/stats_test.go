@@ -209,3 +209,18 @@ func TestStore_ApprovalSummaries_Window(t *testing.T) {
 	require.NoError(t, st.ApprovalSummaries(context.Background(), times[36].Add(time.Second), times[36].Add(time.Hour), func(*ica.Approval) error { n++; return nil }))
 	require.Zero(t, n)
 }
+
+func TestCompute_UnusedApprovals(t *testing.T) {
+	now := time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)
+	at := now.Add(-24 * time.Hour)
+	in := &dashboard.Input{Now: now,
+		Runs: []dashboard.RunRow{{Start: at, RunID: "r1", Status: ica.RunSuccess}, {Start: at, RunID: "r2", Status: ica.RunSuccess},
+			{Start: at, RunID: "r3", Status: ica.RunRunning}, {Start: at, RunID: "r4", Status: ica.RunFailed}},
+		Approvals: []dashboard.ApprovalRow{
+			{ID: "A-1", RunID: "r1", Status: ica.ApprovalApproved, CreatedAt: at},             // finished, never used
+			{ID: "A-2", RunID: "r2", Status: ica.ApprovalApproved, CreatedAt: at, Used: true}, // used
+			{ID: "A-3", RunID: "r3", Status: ica.ApprovalApproved, CreatedAt: at},             // still running
+			{ID: "A-4", RunID: "r4", Status: ica.ApprovalRejected, CreatedAt: at},             // not approved
+		}}
+	require.Equal(t, 1, dashboard.Compute(in, "").Approvals.UnusedApprovals)
+}

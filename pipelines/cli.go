@@ -97,13 +97,15 @@ type group struct {
 func groups() map[string]*group {
 	return map[string]*group{
 		"run": {summary: "record a pipeline run in ICA's ledger", commands: map[string]*command{
-			"start":  cmdRunStart,
-			"event":  cmdRunEvent,
-			"finish": cmdRunFinish,
+			"start":    cmdRunStart,
+			"event":    cmdRunEvent,
+			"deployed": cmdRunDeployed,
+			"finish":   cmdRunFinish,
 		}},
 		"approval": {summary: "ask for and wait on a deployment approval", commands: map[string]*command{
 			"request": cmdApprovalRequest,
 			"wait":    cmdApprovalWait,
+			"void":    cmdApprovalVoid,
 		}},
 	}
 }
@@ -342,7 +344,7 @@ var fieldSource = map[string]string{
 	"branch":          "BUILD_SOURCEBRANCH or --branch",
 	"commit":          "BUILD_SOURCEVERSION or --commit",
 	"triggered_by":    "BUILD_REQUESTEDFOREMAIL / BUILD_REQUESTEDFOR or --triggered-by",
-	"artifact_digest": "--artifact-digest",
+	"artifact_digest": "ICA_ARTIFACT_DIGEST or --artifact-digest",
 	"url":             "SYSTEM_COLLECTIONURI + SYSTEM_TEAMPROJECT or --url",
 }
 
@@ -370,7 +372,7 @@ the same run id with different fields is refused (409).`,
 		fs.StringVar(&s.Branch, "branch", "", "branch ref (default $BUILD_SOURCEBRANCH)")
 		fs.StringVar(&s.Commit, "commit", "", "commit id (default $BUILD_SOURCEVERSION)")
 		fs.StringVar(&s.TriggeredBy, "triggered-by", "", "Mattermost username of the person the run is for (default from $BUILD_REQUESTEDFOREMAIL)")
-		fs.StringVar(&s.ArtifactDigest, "artifact-digest", "", "digest of the artifact the run produces, sha256:<hex>")
+		fs.StringVar(&s.ArtifactDigest, "artifact-digest", "", "digest of the artifact the run produces, sha256:<hex> (default $ICA_ARTIFACT_DIGEST)")
 		fs.StringVar(&s.URL, "url", "", "link to the run (default built from $SYSTEM_COLLECTIONURI, $SYSTEM_TEAMPROJECT, $BUILD_BUILDID)")
 		return nil, func(ctx context.Context) int {
 			env := RunStartFromEnv(x.getenv)
@@ -385,6 +387,7 @@ the same run id with different fields is refused (409).`,
 			fill(&s.Commit, env.Commit)
 			fill(&s.TriggeredBy, env.TriggeredBy)
 			fill(&s.URL, env.URL)
+			fill(&s.ArtifactDigest, lookup(x.getenv, EnvArtifactDigest))
 			if err := s.Validate(); err != nil {
 				f := ica.ErrorField(err)
 				return x.fail(ExitUsage, "run start: %s (from %s)", ica.ErrorMessage(err), fieldSource[f])
@@ -634,21 +637,34 @@ incident freeze) fails the step with ICA's reason.`,
 }
 
 var cmdApprovalWait = &command{
-	summary: "wait until the approval is decided; fail the step unless approved",
-	usage:   "[--id APPROVAL_ID] [--run-id ID] [--timeout DURATION] [--min-interval 5s] [--max-interval 60s]",
+	summary: "wait until the gate opens, then use the approval; fail the step unless it opened",
+	usage:   "[--id APPROVAL_ID] [--run-id ID] [--commit SHA] [--artifact-digest sha256:HEX] [--no-use] [--timeout DURATION] [--min-interval 5s] [--max-interval 60s]",
 	details: `
 The approval is --id, else $ICA_APPROVAL_ID (set by 'ica approval request'
-earlier in the job), else the newest approval of the run. Polls with
-exponential backoff and jitter between --min-interval and --max-interval.
-Approved or bypassed: exit 0. Rejected or expired: logs who and why as an
-error, marks the task failed, exit 1. Without --timeout the wait lasts until
-the approval's expiry (plus a grace period); on timeout: exit 2. Give the job
-a timeoutInMinutes longer than the wait.`,
+earlier in the job), else the newest approval of the run. Every poll names
+this build (BUILD_BUILDID or --run-id), its commit (BUILD_SOURCEVERSION or
+--commit) and, when known, its artifact digest (--artifact-digest or
+$ICA_ARTIFACT_DIGEST): an approval for another run, commit or artifact is
+refused (exit 1). Polls with exponential backoff and jitter between
+--min-interval and --max-interval, and looks again when the gate's time
+rules open (change window, blackout, deferred approval, promotion bake).
+Once approved and every rule of the deployment policy passes (window,
+lock, incident freeze …), it uses the approval (POST …/use): that records
+the deployment in ICA's ledger and takes the deployment lock; nothing else
+opens the gate. Used: exit 0. Rejected, expired, superseded, or no longer
+usable: logs who and why as an error, marks the task failed, exit 1.
+--no-use only waits for the decision and does not open the gate. Without
+--timeout the wait lasts until the approval's expiry, then until its use
+window ends (plus a grace period); on timeout: exit 2. Give the job a
+timeoutInMinutes longer than the wait.`,
 	define: func(fs *flag.FlagSet, x *inv) (func() error, func(context.Context) int) {
 		icaURL := fs.String("ica-url", "", "ICA base URL (default $ICA_URL)")
 		runID := fs.String("run-id", "", "run id (default $BUILD_BUILDID)")
 		id := fs.String("id", "", "approval id (default $ICA_APPROVAL_ID, else the run's latest approval)")
-		timeout := fs.Duration("timeout", 0, "give up after this long (default: the approval's expiry)")
+		commitFlag := fs.String("commit", "", "the commit about to be deployed (default $BUILD_SOURCEVERSION)")
+		digestFlag := fs.String("artifact-digest", "", "the artifact about to be deployed, sha256:<hex> (default $ICA_ARTIFACT_DIGEST)")
+		noUse := fs.Bool("no-use", false, "wait for the decision only; do not open the gate")
+		timeout := fs.Duration("timeout", 0, "give up after this long (default: the approval's expiry, then its use window)")
 		minI := fs.Duration("min-interval", DefaultMinInterval, "shortest time between polls")
 		maxI := fs.Duration("max-interval", DefaultMaxInterval, "longest time between polls")
 		check := func() error {
@@ -663,9 +679,47 @@ a timeoutInMinutes longer than the wait.`,
 					return errors.New("--id: " + ica.ErrorMessage(err))
 				}
 			}
+			if *commitFlag != "" && !isMacro(*commitFlag) {
+				if err := ica.ValidCommitParam("commit", *commitFlag); err != nil {
+					return errors.New("--commit: " + ica.ErrorMessage(err))
+				}
+			}
+			if *digestFlag != "" && !isMacro(*digestFlag) {
+				if err := ica.ValidDigestParam("artifact_digest", *digestFlag); err != nil {
+					return errors.New("--artifact-digest: " + ica.ErrorMessage(err))
+				}
+			}
 			return nil
 		}
 		return check, func(ctx context.Context) int {
+			rid, ok := x.runID(*runID)
+			if !ok {
+				return x.fail(ExitUsage, "approval wait: no run id: BUILD_BUILDID is not set; pass --run-id (the approval must belong to this build)")
+			}
+			bind := Binding{RunID: rid, Commit: *commitFlag, ArtifactDigest: *digestFlag}
+			if isMacro(bind.Commit) {
+				bind.Commit = ""
+			}
+			if bind.Commit == "" {
+				bind.Commit = lookup(x.getenv, EnvSourceVersion)
+			}
+			if bind.Commit == "" {
+				return x.fail(ExitUsage, "approval wait: no commit: BUILD_SOURCEVERSION is not set; pass --commit (the approval must cover what is deployed)")
+			}
+			if err := ica.ValidCommitParam("commit", bind.Commit); err != nil {
+				return x.fail(ExitUsage, "approval wait: %s (from BUILD_SOURCEVERSION or --commit)", ica.ErrorMessage(err))
+			}
+			if isMacro(bind.ArtifactDigest) {
+				bind.ArtifactDigest = ""
+			}
+			if bind.ArtifactDigest == "" {
+				bind.ArtifactDigest = lookup(x.getenv, EnvArtifactDigest)
+			}
+			if bind.ArtifactDigest != "" {
+				if err := ica.ValidDigestParam("artifact_digest", bind.ArtifactDigest); err != nil {
+					return x.fail(ExitUsage, "approval wait: %s (from ICA_ARTIFACT_DIGEST or --artifact-digest)", ica.ErrorMessage(err))
+				}
+			}
 			c, code := x.client(*icaURL)
 			if c == nil {
 				return code
@@ -678,10 +732,6 @@ a timeoutInMinutes longer than the wait.`,
 				aid = lookup(x.getenv, EnvApprovalID)
 			}
 			if aid == "" {
-				rid, ok := x.runID(*runID)
-				if !ok {
-					return x.fail(ExitUsage, "approval wait: no approval id: pass --id, set ICA_APPROVAL_ID, or set BUILD_BUILDID / --run-id to wait on the run's latest approval")
-				}
 				a, err := c.LatestApproval(ctx, rid)
 				if err != nil {
 					return x.apiFail("approval wait: latest approval of run "+rid, err)
@@ -691,10 +741,10 @@ a timeoutInMinutes longer than the wait.`,
 			clock := x.clock()
 			started := clock.Now()
 			lastSaid := started
-			var lastStatus string
+			var lastStatus, lastGate string
 			x.say("Waiting for approval %s", aid)
 			a, err := c.WaitApproval(ctx, aid, WaitOptions{
-				MinInterval: *minI, MaxInterval: *maxI, Timeout: *timeout,
+				MinInterval: *minI, MaxInterval: *maxI, Timeout: *timeout, Bind: &bind, Use: !*noUse,
 				Progress: func(a *ica.Approval, next time.Duration) {
 					now := clock.Now()
 					if a.Status != lastStatus {
@@ -707,22 +757,46 @@ a timeoutInMinutes longer than the wait.`,
 						x.say("Approval %s still %s after %s; next check in %s", a.ID, a.Status, now.Sub(started).Round(time.Second), next.Round(time.Second))
 					}
 				},
+				Gate: func(g *ApprovalGate, next time.Duration) {
+					now := clock.Now()
+					if w := g.Status + "|" + g.Waiting(); w != lastGate {
+						lastGate, lastStatus, lastSaid = w, g.Status, now
+						x.say("%s; the deployment is %s", DescribeOutcome(&g.Approval), g.Waiting())
+						return
+					}
+					if now.Sub(lastSaid) >= heartbeat {
+						lastSaid = now
+						x.say("Approval %s still %s after %s; next check in %s", g.ID, strings.Join(g.WaitingFor, ", "), now.Sub(started).Round(time.Second), next.Round(time.Second))
+					}
+				},
 				PollError: func(err error, next time.Duration) {
 					x.say("Could not read approval %s (%v); trying again in %s", aid, err, next.Round(time.Second))
 				},
 			})
 			var de *DecisionError
+			var ue *UnusableError
 			switch {
+			case err == nil && a.RunID != "" && a.RunID != rid:
+				// An older server that does not check run_id itself.
+				return x.fail(ExitFailed, "approval %s is for run %s, not this build (%s)", a.ID, a.RunID, rid)
 			case err == nil && a.Status == ica.ApprovalBypassed:
 				msg := DescribeOutcome(a)
 				logIssue(x.stdout, "warning", msg)
 				x.say("%s", msg)
+				x.sayUsed(a)
 				return ExitOK
 			case err == nil:
 				x.say("%s", DescribeOutcome(a))
+				x.sayUsed(a)
 				return ExitOK
 			case errors.As(err, &de):
 				msg := DescribeOutcome(de.Approval)
+				fmt.Fprintln(x.stderr, "ica: "+safeText(msg))
+				logIssue(x.stdout, "error", msg)
+				completeFailed(x.stdout, msg)
+				return ExitFailed
+			case errors.As(err, &ue):
+				msg := ue.Error()
 				fmt.Fprintln(x.stderr, "ica: "+safeText(msg))
 				logIssue(x.stdout, "error", msg)
 				completeFailed(x.stdout, msg)
@@ -731,6 +805,100 @@ a timeoutInMinutes longer than the wait.`,
 				return x.fail(ExitUsage, "Timed out: %v", err)
 			}
 			return x.apiFail("approval wait", err)
+		}
+	},
+}
+
+// sayUsed reports that ICA recorded the use (the gate opened).
+func (x *inv) sayUsed(a *ica.Approval) {
+	if a.Use == nil {
+		return
+	}
+	lock := ""
+	if a.Use.Lock != "" {
+		lock = "; deployment lock " + a.Use.Lock + " held until the run reports its deployment or finishes"
+	}
+	x.say("ICA opened the gate: approval %s used by run %s for commit %s at %s%s", a.ID, a.Use.RunID, shortCommit(a.Use.Commit), a.Use.At.UTC().Format(time.RFC3339), lock)
+}
+
+var cmdApprovalVoid = &command{
+	summary: "void an approval of this run so it never opens the gate",
+	usage:   "--reason TEXT [--id APPROVAL_ID]",
+	details: `
+Only the credential that started the run may void its approvals. A used
+approval cannot be voided.`,
+	define: func(fs *flag.FlagSet, x *inv) (func() error, func(context.Context) int) {
+		icaURL := fs.String("ica-url", "", "ICA base URL (default $ICA_URL)")
+		id := fs.String("id", "", "approval id (default $ICA_APPROVAL_ID)")
+		reason := fs.String("reason", "", "why (required; recorded in the ledger)")
+		check := func() error {
+			if strings.TrimSpace(*reason) == "" {
+				return errors.New("--reason is required")
+			}
+			return nil
+		}
+		return check, func(ctx context.Context) int {
+			aid := *id
+			if aid == "" || isMacro(aid) {
+				aid = lookup(x.getenv, EnvApprovalID)
+			}
+			if aid == "" {
+				return x.fail(ExitUsage, "approval void: no approval id: pass --id or set ICA_APPROVAL_ID")
+			}
+			c, code := x.client(*icaURL)
+			if c == nil {
+				return code
+			}
+			a, err := c.VoidApproval(ctx, aid, *reason)
+			if err != nil {
+				return x.apiFail("approval void", err)
+			}
+			x.say("Approval %s voided: %s", a.ID, *reason)
+			return ExitOK
+		}
+	},
+}
+
+var cmdRunDeployed = &command{
+	summary: "report that this run deployed to a target (promotion evidence; releases the deployment lock)",
+	usage:   "--target staging|production [--result succeeded|failed] [--run-id ID]",
+	details: `
+Records {"event_type": "deployment", "event_data": {"target": …, "result": …}}.
+A successful staging deployment through a used approval is the evidence a
+production policy with requires: {target: staging} relies on; the report
+also releases the deployment lock the run holds for that target. The
+template sends it after each deploy step. Re-running the step records it
+once (the event id is derived from the job and the target).`,
+	define: func(fs *flag.FlagSet, x *inv) (func() error, func(context.Context) int) {
+		icaURL := fs.String("ica-url", "", "ICA base URL (default $ICA_URL)")
+		runID := fs.String("run-id", "", "run id (default $BUILD_BUILDID)")
+		target := fs.String("target", "", "staging or production (required)")
+		result := fs.String("result", ica.DeploySucceeded, "succeeded or failed")
+		check := func() error {
+			raw, _ := json.Marshal(ica.DeploymentReport{Target: *target, Result: *result})
+			if _, err := ica.ParseDeploymentReport(raw); err != nil {
+				f := strings.TrimPrefix(ica.ErrorField(err), "event_data.")
+				return fmt.Errorf("--%s: %s", f, ica.ErrorMessage(err))
+			}
+			return nil
+		}
+		return check, func(ctx context.Context) int {
+			id, ok := x.runID(*runID)
+			if !ok {
+				return x.noRunID()
+			}
+			c, code := x.client(*icaURL)
+			if c == nil {
+				return code
+			}
+			data, _ := json.Marshal(ica.DeploymentReport{Target: *target, Result: *result})
+			in := ica.EventInput{EventType: ica.EventDeployment, EventData: data,
+				EventID: EventID(lookup(x.getenv, EnvJobID), lookup(x.getenv, EnvJobAttempt), "deployed-"+*target, ica.EventDeployment)}
+			if _, err := c.AddEvent(ctx, id, in); err != nil {
+				return x.apiFail("run deployed", err)
+			}
+			x.say("ICA recorded the %s deployment of run %s: %s", *target, id, *result)
+			return ExitOK
 		}
 	},
 }

@@ -145,6 +145,8 @@ type APIError struct {
 	Field        string
 	// RetryAfter is the server's Retry-After, when it sent one.
 	RetryAfter time.Duration
+	// Body is the answer as sent (a refusal may carry the gate's verdict).
+	Body json.RawMessage
 }
 
 // Error implements error.
@@ -403,7 +405,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		}
 		return 0, nil
 	}
-	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode, Body: data}
 	var eb struct {
 		Error struct {
 			Code    string `json:"code"`

@@ -19,6 +19,9 @@ const (
 	EnvToken      = "ICA_TOKEN"
 	EnvAudience   = "ICA_AUDIENCE"
 	EnvApprovalID = "ICA_APPROVAL_ID"
+	// EnvArtifactDigest is the digest of the artifact a run deploys
+	// (sha256:<hex>), when the pipeline knows it.
+	EnvArtifactDigest = "ICA_ARTIFACT_DIGEST"
 
 	EnvBuildID           = "BUILD_BUILDID"
 	EnvDefinitionName    = "BUILD_DEFINITIONNAME"

@@ -131,7 +131,7 @@ func lintSteps(t *testing.T, steps []pipelines.Step, templateOnly bool) map[stri
 	return used
 }
 
-var allCommands = map[string]bool{"run start": true, "run event": true, "run finish": true, "approval request": true, "approval wait": true}
+var allCommands = map[string]bool{"run start": true, "run event": true, "run deployed": true, "run finish": true, "approval request": true, "approval wait": true}
 
 func TestTemplateSteps_ExamplePipeline(t *testing.T) {
 	steps, err := pipelines.TemplateSteps(exampleFile)
@@ -309,7 +309,7 @@ func TestExamplePipeline_AgainstFakeICA(t *testing.T) {
 	for _, e := range f.eventsOf("1234") {
 		types = append(types, e.EventType)
 	}
-	require.Equal(t, []string{"build.started", "build.completed", "deploy.started", "deploy.completed"}, types)
+	require.Equal(t, []string{"build.started", "build.completed", "deploy.started", "deployment"}, types)
 	require.Equal(t, "A-1", outputs["request.ICA_APPROVAL_ID"])
 	f.mu.Lock()
 	require.Equal(t, ica.ApprovalApproved, f.approvals["A-1"].Status)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ica-governance/ica"
@@ -43,6 +44,15 @@ type WaitOptions struct {
 	// PollError is called when a poll failed transiently (after the client's
 	// own retries); the wait goes on.
 	PollError func(err error, next time.Duration)
+	// Bind names the deployment about to be made: every poll checks that
+	// the approval covers it, and reads what the gate says.
+	Bind *Binding
+	// Use opens the gate (POST …/use) once it can (needs Bind): the wait
+	// ends only when ICA recorded the use.
+	Use bool
+	// Gate is called after a poll that found the approval decided but the
+	// gate shut (a change window, the lock, a freeze …).
+	Gate func(g *ApprovalGate, next time.Duration)
 }
 
 // DecisionError is the error for an approval that ended without permission
@@ -99,6 +109,12 @@ func DescribeOutcome(a *ica.Approval) string {
 			}
 		}
 		return s
+	case ica.ApprovalSuperseded:
+		s := "Approval " + a.ID + " was superseded"
+		if a.SupersededBy != "" {
+			s += " by run " + a.SupersededBy + ", a newer run of " + a.PipelineName
+		}
+		return s
 	case ica.ApprovalTechnical:
 		s := "Approval " + a.ID + " has its technical approval"
 		if a.Technical != nil && a.Technical.Username != "" {
@@ -134,8 +150,18 @@ func (c *Client) WaitApproval(ctx context.Context, id string, opts WaitOptions) 
 	}
 	interval := opts.MinInterval
 	var last *ica.Approval
+	var lastWaiting string
 	for {
-		a, err := c.GetApproval(ctx, id)
+		var a *ica.Approval
+		var g *ApprovalGate
+		var err error
+		if opts.Bind != nil {
+			if g, err = c.ApprovalGate(ctx, id, *opts.Bind); err == nil {
+				a = &g.Approval
+			}
+		} else {
+			a, err = c.GetApproval(ctx, id)
+		}
 		if err != nil && !IsTransient(err) {
 			if ctx.Err() != nil {
 				return last, fmt.Errorf("waiting for approval %s: %w", id, ctx.Err())
@@ -149,12 +175,47 @@ func (c *Client) WaitApproval(ctx context.Context, id string, opts WaitOptions) 
 			last = a
 			switch a.Status {
 			case ica.ApprovalApproved, ica.ApprovalBypassed:
-				return a, nil
-			case ica.ApprovalRejected, ica.ApprovalExpired:
+				if g == nil || g.CanDeploy == nil {
+					return a, nil // a server without the deployment gate
+				}
+				if g.Unusable() {
+					return a, &UnusableError{Gate: g}
+				}
+				if g.Open() {
+					if !opts.Use {
+						return a, nil
+					}
+					u, uerr := c.UseApproval(ctx, id, *opts.Bind)
+					if uerr == nil {
+						return &u.Approval, nil
+					}
+					ug := GateOf(uerr)
+					switch {
+					case ug != nil && ug.Unusable():
+						return a, &UnusableError{Gate: ug}
+					case ug != nil && ug.Covers != nil && !*ug.Covers:
+						return a, uerr
+					case ug != nil:
+						g = ug // lost a race for the lock: wait on
+					case !IsTransient(uerr):
+						return a, uerr
+					}
+				}
+				if w := strings.Join(g.WaitingFor, ","); w != lastWaiting {
+					lastWaiting, interval = w, opts.MinInterval
+				}
+				if opts.Timeout <= 0 {
+					deadline = time.Time{}
+					if g.UsableUntil != nil {
+						deadline = g.UsableUntil.Add(opts.ExpiryGrace)
+					}
+				}
+			case ica.ApprovalRejected, ica.ApprovalExpired, ica.ApprovalSuperseded:
 				return a, &DecisionError{Approval: a}
-			}
-			if opts.Timeout <= 0 && !a.ExpiresAt.IsZero() {
-				deadline = a.ExpiresAt.Add(opts.ExpiryGrace)
+			default:
+				if opts.Timeout <= 0 && !a.ExpiresAt.IsZero() {
+					deadline = a.ExpiresAt.Add(opts.ExpiryGrace)
+				}
 			}
 		}
 		now := c.clock.Now()
@@ -174,14 +235,22 @@ func (c *Client) WaitApproval(ctx context.Context, id string, opts WaitOptions) 
 				next = untilExpiry
 			}
 		}
+		if g != nil && g.OpensAt != nil && g.OpensAt.After(now) && g.OpensAt.Sub(now) < next {
+			next = g.OpensAt.Sub(now) + time.Second // look again as the gate opens
+		}
 		if !deadline.IsZero() {
 			next = min(next, deadline.Sub(now))
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			if opts.PollError != nil {
 				opts.PollError(err, next)
 			}
-		} else if opts.Progress != nil {
+		case g != nil && (a.Status == ica.ApprovalApproved || a.Status == ica.ApprovalBypassed):
+			if opts.Gate != nil {
+				opts.Gate(g, next)
+			}
+		case opts.Progress != nil:
 			opts.Progress(a, next)
 		}
 		if err := sleep(ctx, c.clock, next); err != nil {

@@ -28,6 +28,10 @@ type Options struct {
 	Reminder func(a *ica.Approval) []*ica.OutboxMessage
 	// MaxSleep bounds a sleep so a missed wake-up costs at most this (default 1m).
 	MaxSleep time.Duration
+	// Tasks are more scheduled work (the deployment policy's lock timeouts
+	// and check answers): each runs every tick and says when it is due next
+	// (zero: nothing waits).
+	Tasks []func(ctx context.Context) (time.Time, error)
 }
 
 // Scheduler owns one goroutine.
@@ -109,6 +113,15 @@ func (s *Scheduler) Tick(ctx context.Context) time.Time {
 	}
 	if err != nil {
 		s.log.Error("next deadline", "err", err)
+	}
+	for _, task := range s.opt.Tasks {
+		at, err := task(ctx)
+		if err != nil {
+			s.log.Error("scheduled task", "err", err)
+		}
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
 	}
 	if s.opt.ReminderBefore == nil || s.opt.Reminder == nil {
 		return next

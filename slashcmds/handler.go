@@ -254,6 +254,7 @@ func New(d Deps) *Handler {
 		"help": {run: h.help, usage: "help", help: "this help"},
 	}
 	h.order = []string{"status", "approvals", "incidents", "budget", "export", "help"}
+	h.registerPolicy() // /ica policy (policy.go)
 	// --- dashboard (slashcmds/dashboard.go) ---
 	if d.Dashboard != nil {
 		h.commands["dashboard"] = command{run: h.dashboard, usage: "dashboard",

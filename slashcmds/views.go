@@ -243,6 +243,9 @@ func (h *Handler) runView(ctx context.Context, c *call, r *ica.Run) (string, err
 	}
 	if a != nil {
 		row("Approval", mdCode(a.ID)+" "+cell(a.Target, 20)+": "+approvalState(a, c.At))
+		if g := h.gateRow(ctx, a); g != "" {
+			row("Gate", g) // deployment policy (policy.go)
+		}
 	} else {
 		row("Approval", "none requested")
 	}

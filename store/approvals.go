@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ica-governance/ica"
@@ -70,16 +71,23 @@ func forPending(tx Tx, fn func(a *ica.Approval) error) error {
 }
 
 // RequestApproval creates an approval for a run, or returns the open (or
-// approved) one that a previous identical request created (created=false),
-// so a pipeline that retries never gets two cards.
+// approved and still usable) one that a previous identical request created
+// (created=false), so a pipeline that retries never gets two cards. A
+// refusal by the deployment policy (branch, promotion) is recorded in the
+// ledger and answered 422.
 func (s *Store) RequestApproval(ctx context.Context, in *ica.ApprovalRequest, actor string) (ap *ica.Approval, created bool, err error) {
 	if err := in.Validate(); err != nil {
 		return nil, false, err
 	}
+	var refusal error
 	err = s.update(func(tx Tx, st *txState) error {
-		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
+		refusal = nil
+		ap, created, refusal, err = s.requestApprovalTx(tx, st, in, actor)
 		return err
-	})
+	}, hintGet(bucketRuns, []byte(in.RunID)), hintGet(bucketPolicy, keyPolicyCurrent))
+	if err == nil && refusal != nil {
+		return nil, false, refusal
+	}
 	return ap, created, err
 }
 
@@ -93,9 +101,10 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 	if err := cb.Validate(); err != nil {
 		return nil, false, err
 	}
+	var refusal error
 	err = s.update(func(tx Tx, st *txState) error {
-		ap, created, err = s.requestApprovalTx(tx, st, in, actor)
-		if err != nil {
+		ap, created, refusal, err = s.requestApprovalTx(tx, st, in, actor)
+		if err != nil || refusal != nil {
 			return err
 		}
 		key := join([]byte(ap.ID), sep, []byte(cb.TaskInstanceID))
@@ -106,11 +115,14 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 			"approval_id": ap.ID, "plan_id": cb.PlanID, "job_id": cb.JobID, "task_instance_id": cb.TaskInstanceID, "plan_url": cb.PlanURL}); err != nil {
 			return err
 		}
-		if ap.Final() {
-			return s.enqueue(tx, st, []*ica.OutboxMessage{checkMessage(ap, cb)})
-		}
-		return nil
-	})
+		// Answered at once when the gate is open (or can never open);
+		// otherwise when it opens (PolicyTick).
+		st.wake()
+		return s.settleChecksTx(tx, st, ap)
+	}, hintGet(bucketRuns, []byte(in.RunID)), hintGet(bucketPolicy, keyPolicyCurrent))
+	if err == nil && refusal != nil {
+		return nil, false, refusal
+	}
 	return ap, created, err
 }
 
@@ -120,49 +132,77 @@ func checkMessage(a *ica.Approval, cb *ica.CheckCallback) *ica.OutboxMessage {
 		Key: "check:" + a.ID + ":" + cb.TaskInstanceID, OrderKey: "check:" + cb.PlanID, Payload: raw}
 }
 
-// checkMessages returns the callbacks to post for an approval that became final.
-func checkMessages(tx Tx, a *ica.Approval) ([]*ica.OutboxMessage, error) {
-	var out []*ica.OutboxMessage
-	prefix := join([]byte(a.ID), sep)
-	c := tx.Bucket(bucketChecks).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var cb ica.CheckCallback
-		if err := json.Unmarshal(v, &cb); err != nil {
-			return nil, err
-		}
-		out = append(out, checkMessage(a, &cb))
-	}
-	return out, nil
-}
-
-func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error) {
+func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, actor string) (*ica.Approval, bool, error, error) {
 	r, err := mustRun(tx, in.RunID)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
-	if r.Status == ica.RunFailed || r.Status == ica.RunCancelled {
-		return nil, false, ica.Errorf(ica.ECONFLICT, "run %s finished as %s and cannot be deployed", r.RunID, r.Status)
+	if r.Final() {
+		return nil, false, nil, ica.Errorf(ica.ECONFLICT, "run %s finished as %s: a finished run cannot be deployed; start a new run", r.RunID, r.Status)
 	}
-	// An earlier request for the same run and target that is still
-	// open or approved answers this one.
+	pol, hash, err := s.policyTx(tx)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	// An earlier request for the same run and target that is still open,
+	// or approved and still usable, answers this one.
 	prefix := join([]byte(in.RunID), sep)
-	c := tx.Bucket(bucketApprByRun).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		old, err := mustApproval(tx, string(k[len(prefix)+8:]))
-		if err != nil {
-			return nil, false, err
+	var reuse *ica.Approval
+	err = forRunApprovals(tx, in.RunID, func(old *ica.Approval) error {
+		if old.Target != in.DeploymentTarget || reuse != nil {
+			return nil
 		}
-		if old.Target == in.DeploymentTarget && (!old.Final() || old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed) {
-			if old.EstimatedCost != *in.EstimatedCost {
-				return nil, false, ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
-					old.ID, old.RunID, old.Target, old.Status, old.EstimatedCost)
+		switch {
+		case !old.Final():
+		case old.Status == ica.ApprovalApproved || old.Status == ica.ApprovalBypassed:
+			g, err := s.gateTx(tx, st.now, old)
+			if err != nil {
+				return err
 			}
-			return old, false, nil
+			if !g.Usable {
+				return nil // stale: a new request makes a new approval
+			}
+		default:
+			return nil
 		}
+		reuse = old
+		return nil
+	})
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if reuse != nil {
+		if reuse.EstimatedCost != *in.EstimatedCost {
+			return nil, false, nil, ica.Errorf(ica.ECONFLICT, "approval %s for run %s to %s is already %s with estimated_cost %.2f",
+				reuse.ID, reuse.RunID, reuse.Target, reuse.Status, reuse.EstimatedCost)
+		}
+		return reuse, false, nil, nil
+	}
+	tr := pol.Target(in.DeploymentTarget)
+	refuse := func(field, msg string) (*ica.Approval, bool, error, error) {
+		if _, err := s.appendLedger(tx, st.now, KindApprovalRefused, r.RunID, actor, map[string]any{
+			"run_id": r.RunID, "target": in.DeploymentTarget, "field": field, "reason": msg, "policy_hash": hash}); err != nil {
+			return nil, false, nil, err
+		}
+		return nil, false, ica.FieldErrorf(ica.EPOLICY, field, "%s", msg), nil
+	}
+	if !tr.BranchAllowed(r.Branch) {
+		return refuse("branch", tr.BranchRefusal(r.RunID, r.Branch))
+	}
+	var evidence *ica.Deployment
+	if req := tr.Requires; req != nil {
+		ev, missing, err := evidenceTx(tx, req.Target, r.Commit, r.ArtifactDigest)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		if ev == nil {
+			return refuse("commit", fmt.Sprintf("%s requires a deployment to %s first: %s", tr.Name, req.Target, missing))
+		}
+		evidence = ev
 	}
 	n, err := tx.Bucket(bucketApprovals).NextSequence()
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	a := &ica.Approval{
 		ID: fmt.Sprintf("A-%d", n), RunID: r.RunID, PipelineName: r.PipelineName, Branch: r.Branch,
@@ -170,26 +210,34 @@ func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, a
 		EstimatedCost: *in.EstimatedCost, Status: ica.ApprovalPending, RequestedBy: r.TriggeredBy,
 		Actor: actor, CreatedAt: st.now, UpdatedAt: st.now,
 		ExpiresAt: st.now.Add(s.opt.ApprovalTimeout(in.DeploymentTarget)),
+		Promotion: evidence,
 	}
+	if hash != "" {
+		a.TechnicalRequired, a.BusinessRequired = tr.TechnicalRequired, tr.BusinessRequired
+		if tr.Timeout > 0 {
+			a.ExpiresAt = st.now.Add(tr.Timeout.D())
+		}
+	}
+	a.AddPolicyHash(hash)
 	a.FinanceRequired = s.opt.FinanceThreshold > 0 && a.EstimatedCost > s.opt.FinanceThreshold
 	for _, g := range s.opt.Gates {
 		if err := g(readTx{tx}, a); err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 	}
 	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	if err := putApproval(tx, nil, a); err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	if err := tx.Bucket(bucketApprByRun).Put(join(prefix, timeKey(a.CreatedAt), []byte(a.ID)), nil); err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	if err := s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(nil, a)); err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
-	return a, true, nil
+	return a, true, nil, nil
 }
 
 // Approval returns one approval.
@@ -248,6 +296,8 @@ func (s *Store) LatestApproval(ctx context.Context, runID string) (*ica.Approval
 // one is applied; the other gets the conflict the state machine reports.
 // check, when not nil, is a policy check run inside the transaction on the
 // approval as it is then (so two racing clicks see each other's effect).
+// The policy in force applies: how many approvers each step needs, who is
+// a finance approver; its hash is recorded on the approval.
 func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, actor string, check func(a *ica.Approval) error) (*ica.Approval, error) {
 	var out *ica.Approval
 	err := s.update(func(tx Tx, st *txState) error {
@@ -264,37 +314,106 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 		if t.At.IsZero() {
 			t.At = st.now
 		}
-		n, err := a.Apply(t)
+		pol, hash, err := s.policyTx(tx)
 		if err != nil {
 			return err
 		}
-		if err := s.recordTransition(tx, st, a, n, t, actor); err != nil {
+		in := *a
+		tr := pol.Target(a.Target)
+		if hash != "" && !a.Final() {
+			in.TechnicalRequired, in.BusinessRequired = tr.TechnicalRequired, tr.BusinessRequired
+		}
+		if t.NotBeforeLocal != "" {
+			if t.Action != ica.ActApproveBusiness {
+				return ica.FieldErrorf(ica.EINVALID, "not_before", "only the business approval can be deferred")
+			}
+			if t.NotBefore, err = tr.NextLocal(st.now, t.NotBeforeLocal); err != nil {
+				return err
+			}
+		}
+		for _, f := range pol.Policy.FinanceApprovers {
+			if t.By.Username != "" && strings.EqualFold(strings.TrimPrefix(f, "@"), t.By.Username) {
+				t.Finance = true
+			}
+		}
+		var extra map[string]any
+		if t.Action == ica.ActBypass {
+			// Name the rules the bypass overrides: those that would hold
+			// the deployment now.
+			pre := in
+			pre.Status, pre.Bypass = ica.ApprovalBypassed, &ica.Decision{At: t.At}
+			f, trb, err := s.factsTx(tx, st.now, pol, &pre, true)
+			if err != nil {
+				return err
+			}
+			overrode := trb.Evaluate(f).Overrode
+			if in.Status != ica.ApprovalApproved {
+				overrode = append([]string{"approval"}, overrode...)
+			}
+			extra = map[string]any{"overrode": overrode}
+		}
+		n, err := in.Apply(t)
+		if err != nil {
 			return err
+		}
+		n.AddPolicyHash(hash)
+		if err := s.recordTransition(tx, st, a, n, t, actor, extra); err != nil {
+			return err
+		}
+		if err := s.enterQueueTx(tx, st, pol, n); err != nil {
+			return err
+		}
+		if cur, err := mustApproval(tx, id); err != nil {
+			return err
+		} else {
+			n = cur // entering the queue may have superseded it
+		}
+		if n.Final() {
+			if err := s.settleChecksTx(tx, st, n); err != nil {
+				return err
+			}
+			if cur, err := mustApproval(tx, id); err == nil {
+				n = cur
+			}
 		}
 		out = n
 		return nil
-	}, hintGet(bucketApprovals, []byte(id)))
+	}, hintGet(bucketApprovals, []byte(id)), hintGet(bucketPolicy, keyPolicyCurrent))
 	return out, err
 }
 
-func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string) error {
+func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string, extra ...map[string]any) error {
 	data := map[string]any{"approval_id": n.ID, "run_id": n.RunID, "action": t.Action, "from": prev.Status,
 		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via}
-	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalTransition+n.Status, n.ID, actor, data); err != nil {
+	if len(n.PolicyHashes) > 0 {
+		data["policy_hash"] = n.PolicyHashes[len(n.PolicyHashes)-1]
+	}
+	if n.NotBefore != nil && (prev.NotBefore == nil || !prev.NotBefore.Equal(*n.NotBefore)) {
+		data["not_before"] = n.NotBefore
+	}
+	if t.Action == ica.ActApproveTechnical || t.Action == ica.ActApproveBusiness {
+		data["technical_approvals"], data["technical_required"] = len(n.TechnicalApprovals), max(n.TechnicalRequired, 1)
+		data["business_approvals"], data["business_required"] = len(n.BusinessApprovals), max(n.BusinessRequired, 1)
+		if t.Finance {
+			data["finance"] = true
+		}
+	}
+	for _, e := range extra {
+		for k, v := range e {
+			data[k] = v
+		}
+	}
+	kind := ica.KindApprovalTransition + n.Status
+	if n.Status == prev.Status {
+		kind = ica.KindApprovalTransition + "vote" // one of several approvals a step needs
+	}
+	if _, err := s.appendLedger(tx, st.now, kind, n.ID, actor, data); err != nil {
 		return err
 	}
 	if err := putApproval(tx, prev, n); err != nil {
 		return err
 	}
-	msgs := s.opt.Notifier.ApprovalMessages(prev, n)
-	if n.Final() && !prev.Final() {
-		cm, err := checkMessages(tx, n)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, cm...)
-	}
-	return s.enqueue(tx, st, msgs)
+	return s.enqueue(tx, st, s.opt.Notifier.ApprovalMessages(prev, n))
 }
 
 // ExpireDue expires every open approval whose deadline is at or before now,
@@ -320,6 +439,9 @@ func (s *Store) ExpireDue(ctx context.Context) ([]*ica.Approval, error) {
 				return err
 			}
 			if err := s.recordTransition(tx, st, a, n, t, "scheduler"); err != nil {
+				return err
+			}
+			if err := s.settleChecksTx(tx, st, n); err != nil {
 				return err
 			}
 			out = append(out, n)

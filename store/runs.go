@@ -78,7 +78,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 		}
 		r := &ica.Run{RunID: in.RunID, PipelineName: in.PipelineName, Branch: in.Branch, Commit: in.Commit,
 			TriggeredBy: in.TriggeredBy, ArtifactDigest: in.ArtifactDigest, URL: in.URL,
-			Status: ica.RunRunning, StartTime: st.now, Actor: actor}
+			Status: ica.RunRunning, StartTime: st.now, Actor: actor, Credential: ica.CredentialOf(ctx)}
 		e, err := s.appendLedger(tx, st.now, ica.KindRunStarted, r.RunID, actor, r)
 		if err != nil {
 			return err
@@ -217,6 +217,12 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	if err != nil {
 		return nil, false, ica.FieldErrorf(ica.EINVALID, "event_data", "event_data must be a JSON object")
 	}
+	var report *ica.DeploymentReport
+	if in.EventType == ica.EventDeployment {
+		if report, err = ica.ParseDeploymentReport(data); err != nil {
+			return nil, false, err
+		}
+	}
 	err = s.update(func(tx Tx, st *txState) error {
 		ev, created = nil, false
 		r, err := mustRun(tx, runID)
@@ -252,6 +258,11 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 			seq := make([]byte, 4)
 			binary.BigEndian.PutUint32(seq, uint32(e.Seq))
 			if err := tx.Bucket(bucketEventIDs).Put(idKey, seq); err != nil {
+				return err
+			}
+		}
+		if report != nil {
+			if err := s.recordDeploymentTx(tx, st, r, report, le.Seq); err != nil {
 				return err
 			}
 		}
@@ -311,6 +322,9 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 			return err
 		}
 		if err := tx.Bucket(bucketRunByStatus).Put(statusKey(r), nil); err != nil {
+			return err
+		}
+		if err := s.runFinishedTx(tx, st, runID); err != nil {
 			return err
 		}
 		run, changed = r, true

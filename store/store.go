@@ -52,7 +52,8 @@ var (
 		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketMerkle, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
 		bucketCosts, bucketCostByMonth, bucketChecks,
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
-		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup}
+		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup,
+		bucketPolicy, bucketDeployLocks, bucketDeployQueue, bucketDeployQueuePos, bucketDeployments}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")
@@ -94,6 +95,10 @@ type Options struct {
 	// Gates are policy checks run inside the transaction that creates an
 	// approval (budget, deployment freeze); an error refuses the request.
 	Gates []ApprovalGate
+	// Freeze names the open incident that freezes a deployment target
+	// ("" when none): the gate of every approval for it stays shut, however
+	// long ago it was approved (policy.go).
+	Freeze func(tx ReadTx, target string) (string, error)
 
 	// --- incidents (store/incidents.go) ---
 	// RouteAlert decides what an alert causes (page, drop, card channel);
@@ -118,6 +123,9 @@ type Store struct {
 	log   *slog.Logger
 
 	ledgerID string
+
+	// policies caches compiled recorded policies by hash (policy.go).
+	policies sync.Map
 
 	writes    chan *writeReq
 	closing   chan struct{}
@@ -380,7 +388,12 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 
 // VerifyBackup opens a backup read-only and walks its hash chain; it does not
 // check checkpoint keys (a backup may be verified without the signing key).
-func VerifyBackup(path string) error {
+func VerifyBackup(path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backup %s is corrupted (%v)", path, r)
+		}
+	}()
 	eng, err := openBoltEngine(path, time.Second, true)
 	if err != nil {
 		return err

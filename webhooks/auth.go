@@ -20,6 +20,10 @@ type Principal struct {
 	// Person is set for a person authenticated by their own delegated
 	// Entra ID token (UserAuth).
 	Person *Person
+	// Credential is the stable identity runs are bound to (scope.go).
+	Credential string
+	// Scope limits what the credential may touch (scope.go).
+	Scope Scope
 }
 
 // Person is the human a delegated Entra ID token stands for. TenantID and
@@ -111,6 +115,7 @@ type StaticTokens struct {
 	names  []string
 	hashes [][]byte
 	jwt    TokenValidator
+	scopes map[string]Scope
 }
 
 // NewStaticTokens builds an authenticator from name → SHA-256 hex of the
@@ -143,14 +148,10 @@ func (t *StaticTokens) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	tok = strings.TrimSpace(tok)
 	if name, ok := t.match(tok); ok {
-		return &Principal{Name: name, Kind: "token"}, nil
+		return t.principal(name), nil
 	}
 	if t.jwt != nil && strings.Count(tok, ".") == 2 {
-		actor, err := t.jwt.ValidateToken(r.Context(), tok)
-		if err != nil {
-			return nil, err
-		}
-		return &Principal{Name: actor, Kind: "jwt"}, nil
+		return jwtPrincipal(r.Context(), t.jwt, tok)
 	}
 	return nil, ica.Errorf(ica.EUNAUTHORIZED, "invalid bearer token")
 }

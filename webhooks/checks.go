@@ -36,6 +36,12 @@ func (h *Handler) handleCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	if err := h.runGate(r.Context(), in.RunID, "request"); err != nil {
+		return err
+	}
 	a, created, err := h.Checks.RequestApprovalWithCheck(r.Context(), &in, &cb, actor(r))
 	if err != nil {
 		return err

@@ -40,6 +40,9 @@ type Deps struct {
 	Ledger Ledger
 	Costs  CostLedger  // optional: cost actuals and the budget
 	Checks CheckLedger // optional: Azure Pipelines checks in callback mode
+	// Gates judges and opens the deployment gate (deploy.go); defaults to
+	// the Ledger when it can.
+	Gates GateLedger
 	// CheckHosts, when set, refuses check callbacks to hosts that are not
 	// Azure DevOps (the job token must not be sent anywhere else).
 	CheckHosts func(planURL string) error
@@ -81,6 +84,9 @@ func NewHandler(d Deps) *Handler {
 	}
 	if d.MaxBody == 0 {
 		d.MaxBody = MaxBodyBytes
+	}
+	if gl, ok := d.Ledger.(GateLedger); ok && d.Gates == nil {
+		d.Gates = gl
 	}
 	h := &Handler{Deps: d, log: d.Logger, limiter: d.Limiter, metrics: d.Metrics, router: mux.NewRouter()}
 	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +163,10 @@ func (h *Handler) Register(r *mux.Router) {
 	r.Handle("/api/v1/runs/{run_id}/finish", h.Route(p, h.handleFinishRun)).Methods(http.MethodPost)
 	r.Handle("/api/v1/runs/{run_id}/approvals/latest", h.Route(p, h.handleLatestApproval)).Methods(http.MethodGet)
 	r.Handle("/api/v1/approvals", h.Route(p, h.handleRequestApproval)).Methods(http.MethodPost)
-	r.Handle("/api/v1/approvals/{approval_id}", h.Route(p, h.handleGetApproval)).Methods(http.MethodGet)
+	r.Handle("/api/v1/approvals/{approval_id}", h.Route(p, h.detailed(h.handleGetApproval))).Methods(http.MethodGet)
+	r.Handle("/api/v1/approvals/{approval_id}/use", h.Route(p, h.detailed(h.handleUseApproval))).Methods(http.MethodPost)
+	r.Handle("/api/v1/approvals/{approval_id}/void", h.Route(p, h.handleVoidApproval)).Methods(http.MethodPost)
+	r.Handle("/api/v1/runs/{run_id}/policy", h.Route(p, h.handleRunPolicy)).Methods(http.MethodGet)
 	r.Handle("/api/v1/approvals", h.Route(p, h.handleListApprovals)).Methods(http.MethodGet)
 	if h.Costs != nil {
 		r.Handle("/api/v1/costs", h.Route(p, h.handleRecordCost)).Methods(http.MethodPost)
@@ -195,9 +204,15 @@ func (h *Handler) handleStartRun(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	run, created, err := h.Ledger.StartRun(r.Context(), &in, actor(r))
+	if err := mayStart(r.Context(), in.PipelineName); err != nil {
+		return err
+	}
+	run, created, err := h.Ledger.StartRun(withCredential(r.Context()), &in, actor(r))
 	if err != nil {
 		return err
+	}
+	if p := PrincipalOf(r.Context()); !created && p != nil && !owns(p, run) {
+		return ica.Errorf(ica.EFORBIDDEN, "run %s was started by another credential (%s)", run.RunID, run.Actor)
 	}
 	writeJSON(w, createdStatus(created), run)
 	return nil
@@ -218,6 +233,9 @@ func (h *Handler) handleAddEvent(w http.ResponseWriter, r *http.Request) error {
 	}
 	var in ica.EventInput
 	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if err := h.runWriter(r.Context(), runID, "add events to"); err != nil {
 		return err
 	}
 	ev, created, err := h.Ledger.AddEvent(r.Context(), runID, &in, actor(r))
@@ -245,6 +263,9 @@ func (h *Handler) handleFinishRun(w http.ResponseWriter, r *http.Request) error 
 	if err := decodeJSON(r, &b); err != nil {
 		return err
 	}
+	if err := h.runWriter(r.Context(), runID, "finish"); err != nil {
+		return err
+	}
 	in := ica.RunFinish{Status: b.Status}
 	if b.EndTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, b.EndTime)
@@ -267,6 +288,9 @@ func (h *Handler) handleGetRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := mayRead(r.Context(), run.PipelineName); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, run)
 	return nil
 }
@@ -275,6 +299,11 @@ func (h *Handler) handleGetRun(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) handleListEvents(w http.ResponseWriter, r *http.Request) error {
 	runID := mux.Vars(r)["run_id"]
 	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	if run, err := h.Ledger.Run(r.Context(), runID); err != nil {
+		return err
+	} else if err := mayRead(r.Context(), run.PipelineName); err != nil {
 		return err
 	}
 	evs, err := h.Ledger.Events(r.Context(), runID)
@@ -331,6 +360,18 @@ func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Limit = n
 	}
+	if p := PrincipalOf(r.Context()); p != nil && len(p.Scope.Pipelines) > 0 {
+		switch {
+		case f.Pipeline == "" && len(p.Scope.Pipelines) == 1:
+			f.Pipeline = p.Scope.Pipelines[0]
+		case f.Pipeline == "":
+			return ica.FieldErrorf(ica.EINVALID, "pipeline", "%s may list only pipelines %s: name one with ?pipeline=", p.Name, strings.Join(p.Scope.Pipelines, ", "))
+		default:
+			if err := mayRead(r.Context(), f.Pipeline); err != nil {
+				return err
+			}
+		}
+	}
 	page, err := h.Ledger.Runs(r.Context(), f)
 	if err != nil {
 		return err
@@ -343,6 +384,12 @@ func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) handleRequestApproval(w http.ResponseWriter, r *http.Request) error {
 	var in ica.ApprovalRequest
 	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	if err := h.runGate(r.Context(), in.RunID, "request"); err != nil {
 		return err
 	}
 	a, created, err := h.Ledger.RequestApproval(r.Context(), &in, actor(r))
@@ -390,56 +437,15 @@ func (h *Handler) handleListApprovals(w http.ResponseWriter, r *http.Request) er
 	return nil
 }
 
-// handleGetApproval handles "GET /api/v1/approvals/{approval_id}". With
-// ?commit= and/or ?artifact_digest= it also checks that the approval is for
-// what is about to be deployed; a mismatch voids the approval.
-func (h *Handler) handleGetApproval(w http.ResponseWriter, r *http.Request) error {
-	id := mux.Vars(r)["approval_id"]
-	a, err := h.Ledger.Approval(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	if mismatch := bindingMismatch(a, q.Get("commit"), q.Get("artifact_digest")); mismatch != "" {
-		if !a.Final() || a.Status == ica.ApprovalApproved {
-			return h.void(w, r, a, mismatch)
-		}
-	}
-	writeJSON(w, http.StatusOK, a)
-	return nil
-}
-
-func bindingMismatch(a *ica.Approval, commit, digest string) string {
-	if commit != "" && !strings.EqualFold(commit, a.Commit) {
-		return "commit " + commit + " is not the approved commit " + a.Commit
-	}
-	if digest != "" && a.ArtifactDigest != "" && digest != a.ArtifactDigest {
-		return "artifact digest " + digest + " is not the approved digest " + a.ArtifactDigest
-	}
-	return ""
-}
-
-// void rejects an approval whose binding does not match what is deployed.
-// An approved approval is final in the state machine, so the mismatch is
-// answered as a conflict: the pipeline must not deploy either way.
-func (h *Handler) void(w http.ResponseWriter, r *http.Request, a *ica.Approval, why string) error {
-	if a.Final() {
-		return ica.Errorf(ica.ECONFLICT, "approval %s does not cover this deployment: %s", a.ID, why)
-	}
-	n, err := h.Ledger.Transition(r.Context(), a.ID, ica.Transition{Action: ica.ActVoid,
-		By: ica.Decider{Username: actor(r)}, Comment: "voided: " + why, Via: "api"}, actor(r), nil)
-	if err != nil {
-		return err
-	}
-	h.log.Warn("approval voided", "approval_id", a.ID, "reason", why, "request_id", RequestID(r.Context()))
-	writeJSON(w, http.StatusOK, n)
-	return nil
-}
-
 // handleLatestApproval handles "GET /api/v1/runs/{run_id}/approvals/latest".
 func (h *Handler) handleLatestApproval(w http.ResponseWriter, r *http.Request) error {
 	runID := mux.Vars(r)["run_id"]
 	if err := ica.ValidID("run_id", runID); err != nil {
+		return err
+	}
+	if run, err := h.Ledger.Run(r.Context(), runID); err != nil {
+		return err
+	} else if err := mayRead(r.Context(), run.PipelineName); err != nil {
 		return err
 	}
 	a, err := h.Ledger.LatestApproval(r.Context(), runID)
@@ -452,6 +458,24 @@ func (h *Handler) handleLatestApproval(w http.ResponseWriter, r *http.Request) e
 
 type bypassBody struct {
 	Reason string `json:"reason"`
+}
+
+// runWriter checks that the caller may write to a run (its own credential).
+func (h *Handler) runWriter(ctx context.Context, runID, what string) error {
+	run, err := h.Ledger.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	return mayWriteRun(ctx, run, what)
+}
+
+// runGate checks that the caller may request or use a run's approvals.
+func (h *Handler) runGate(ctx context.Context, runID, what string) error {
+	run, err := h.Ledger.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	return mayGate(ctx, run, what)
 }
 
 // handleBypass handles "POST /api/v1/approvals/{approval_id}/bypass": the

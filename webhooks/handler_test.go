@@ -327,8 +327,16 @@ func TestAPI_ApprovalFlow_BypassAndVoid(t *testing.T) {
 	require.Equal(t, 400, r.status)
 	require.Equal(t, "reason", r.errField())
 
-	// A poll for another commit voids the approval.
+	// A poll for another commit is refused and changes nothing; voiding
+	// is an explicit call by the run's credential.
+	n := e.store.LedgerEntries()
 	r = e.do("GET", "/api/v1/approvals/"+id+"?commit=fedcba9876543210fedcba9876543210fedcba98", pipelineToken, nil)
+	require.Equal(t, 409, r.status, r.raw)
+	require.Equal(t, false, r.body["covers"])
+	require.Equal(t, n, e.store.LedgerEntries())
+	r = e.do("GET", "/api/v1/approvals/"+id, pipelineToken, nil)
+	require.Equal(t, "pending", r.body["status"])
+	r = e.do("POST", "/api/v1/approvals/"+id+"/void", pipelineToken, map[string]any{"reason": "built the wrong commit"})
 	require.Equal(t, 200, r.status, r.raw)
 	require.Equal(t, "rejected", r.body["status"])
 	require.Contains(t, r.body["rejection"].(map[string]any)["comment"], "voided")

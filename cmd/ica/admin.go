@@ -75,6 +75,9 @@ func (a *adminHandler) listen(path string) (*http.Server, error) {
 	mux.HandleFunc("GET /backup", wrap(a.backup))
 	mux.HandleFunc("GET /check", wrap(a.check))
 	mux.HandleFunc("GET /export", wrap(a.export))
+	mux.HandleFunc("POST /policy", wrap(a.policyApply))
+	mux.HandleFunc("GET /policy", wrap(a.policyShow))
+	mux.HandleFunc("GET /policy/explain", wrap(a.policyExplain))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/ica-governance/ica/alerts"
 	"github.com/ica-governance/ica/entraid"
 	"github.com/ica-governance/ica/freeze"
+	"github.com/ica-governance/ica/policy"
 	"github.com/ica-governance/ica/webhooks"
 )
 
@@ -33,6 +34,9 @@ type Token struct {
 	Name   string `yaml:"name"`
 	SHA256 string `yaml:"sha256,omitempty"`
 	Token  string `yaml:"token,omitempty"`
+	// Pipelines limits the token to these pipelines (empty: any; a check
+	// token must name some) (policy.go).
+	Pipelines []string `yaml:"pipelines,omitempty"`
 }
 
 // TargetPolicy is the approval policy of one deployment target.
@@ -45,6 +49,9 @@ type TargetPolicy struct {
 	TechnicalChannel   string        `yaml:"technical_channel"`
 	BusinessChannel    string        `yaml:"business_channel"`
 	CommentOnApprove   bool          `yaml:"comment_on_approve"`
+	// The deployment rules: branches, windows, blackouts, the lock, N of M,
+	// promotion (policy.Rules).
+	policy.Rules `yaml:",inline"`
 }
 
 // Config is the whole configuration: the YAML file, then the environment.
@@ -54,12 +61,15 @@ type Config struct {
 	// "off" serves no separate listener. MetricsToken, when set, is
 	// required as a bearer token on /metrics, which is then also served on
 	// Addr (ICA_METRICS_TOKEN).
-	MetricsAddr      string  `yaml:"metrics_addr"`
-	MetricsToken     string  `yaml:"metrics_token"`
-	DataDir          string  `yaml:"data_dir"`
-	PublicURL        string  `yaml:"public_url"`
-	LogLevel         string  `yaml:"log_level"`
-	PipelineTokens   []Token `yaml:"pipeline_tokens"`
+	MetricsAddr    string  `yaml:"metrics_addr"`
+	MetricsToken   string  `yaml:"metrics_token"`
+	DataDir        string  `yaml:"data_dir"`
+	PublicURL      string  `yaml:"public_url"`
+	LogLevel       string  `yaml:"log_level"`
+	PipelineTokens []Token `yaml:"pipeline_tokens"`
+	// CheckTokens are REST-check tokens: they request and read approvals of
+	// their pipelines, nothing else (ICA_CHECK_TOKENS).
+	CheckTokens      []Token `yaml:"check_tokens"`
 	BreakGlassTokens []Token `yaml:"breakglass_tokens"`
 	AdminTokens      []Token `yaml:"admin_tokens"`
 	RateLimit        float64 `yaml:"rate_limit"`
@@ -69,6 +79,7 @@ type Config struct {
 	Approval struct {
 		Timeout          time.Duration           `yaml:"timeout"`
 		ReminderBefore   time.Duration           `yaml:"reminder_before"`
+		UseWindow        time.Duration           `yaml:"use_window"`
 		FinanceApprovers []string                `yaml:"finance_approvers"`
 		Targets          map[string]TargetPolicy `yaml:"targets"`
 	} `yaml:"approval"`
@@ -211,6 +222,7 @@ func defaultConfig() *Config {
 	c.Entra.Alert.Roles = []string{entraid.ActionGroupsRole}
 	c.Approval.Timeout = 4 * time.Hour
 	c.Approval.ReminderBefore = reminderUnset
+	c.Approval.UseWindow = policy.DefaultUseWindow
 	c.Budget.Threshold = 0.95
 	c.Budget.FinanceThreshold = 5000
 	c.Mattermost.ApprovalChannel = "deployments"
@@ -351,7 +363,7 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 	for _, v := range []struct {
 		env string
 		dst *[]Token
-	}{{"ICA_PIPELINE_TOKENS", &c.PipelineTokens}, {"ICA_BREAKGLASS_TOKENS", &c.BreakGlassTokens},
+	}{{"ICA_PIPELINE_TOKENS", &c.PipelineTokens}, {"ICA_CHECK_TOKENS", &c.CheckTokens}, {"ICA_BREAKGLASS_TOKENS", &c.BreakGlassTokens},
 		{"ICA_ADMIN_TOKENS", &c.AdminTokens}, {"ICA_INCIDENT_COMMANDER_TOKENS", &c.Alerts.CommanderTokens}} {
 		if s := getenv(v.env); s != "" {
 			toks, err := parseTokenList(v.env, s)
@@ -399,7 +411,7 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 		env string
 		dst *time.Duration
 	}{{"ICA_APPROVAL_TIMEOUT", &c.Approval.Timeout}, {"ICA_COST_SYNC_INTERVAL", &c.Cost.Interval},
-		{"ICA_REMINDER_BEFORE", &c.Approval.ReminderBefore}} {
+		{"ICA_REMINDER_BEFORE", &c.Approval.ReminderBefore}, {"ICA_APPROVAL_USE_WINDOW", &c.Approval.UseWindow}} {
 		if s := getenv(v.env); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil {
@@ -421,7 +433,9 @@ func splitList(v string) []string {
 	return out
 }
 
-// parseTokenList reads "name=secret,name2=secret2". The error never repeats a secret.
+// parseTokenList reads "name=secret,name2=secret2"; in ICA_PIPELINE_TOKENS
+// and ICA_CHECK_TOKENS "name=secret@p1|p2" limits a token to pipelines p1
+// and p2 (the last "@" separates them). The error never repeats a secret.
 func parseTokenList(env, v string) ([]Token, error) {
 	var out []Token
 	for i, part := range strings.Split(v, ",") {
@@ -433,7 +447,13 @@ func parseTokenList(env, v string) ([]Token, error) {
 		if !ok || strings.TrimSpace(name) == "" || secret == "" {
 			return nil, fmt.Errorf("%s: entry %d is not name=secret", env, i+1)
 		}
-		out = append(out, Token{Name: strings.TrimSpace(name), Token: secret})
+		t := Token{Name: strings.TrimSpace(name), Token: secret}
+		if env == "ICA_PIPELINE_TOKENS" || env == "ICA_CHECK_TOKENS" {
+			if t.Token, t.Pipelines = splitSecretScope(secret); t.Token == "" {
+				return nil, fmt.Errorf("%s: entry %d has no secret before \"@\"", env, i+1)
+			}
+		}
+		out = append(out, t)
 	}
 	return out, nil
 }
@@ -596,6 +616,9 @@ func (c *Config) validate(p *problems) {
 	}
 	if err := c.Freeze.Validate(); err != nil {
 		p.addf("freeze: %s", ica.ErrorMessage(err))
+	}
+	if err := c.validatePolicy(); err != nil {
+		p.addf("%v", err)
 	}
 }
 

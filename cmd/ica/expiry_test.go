@@ -66,7 +66,8 @@ func TestMain_ExpiryWithoutMattermost(t *testing.T) {
 	go func() {
 		cli := &pipelines.CLI{Clock: clock, Rand: func() float64 { return 0.5 }}
 		done <- cli.Main(context.Background(), []string{"approval", "wait", "--id", id}, envFunc(map[string]string{
-			"ICA_URL": base, "ICA_TOKEN": testToken}), &out, &errOut)
+			"ICA_URL": base, "ICA_TOKEN": testToken, "BUILD_BUILDID": "r2",
+			"BUILD_SOURCEVERSION": "0123456789abcdef0123456789abcdef01234567"}), &out, &errOut)
 	}()
 	var code int
 	for finished := false; !finished; {

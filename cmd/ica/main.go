@@ -55,11 +55,14 @@ Usage:
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
   ica key [--data-dir DIR]           print the signing public key and its fingerprint (for auditors to pin)
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
+  ica policy apply FILE|show|explain --run ID [--target T]
+                                     record the deployment policy; print it; each rule's verdict for a run
   ica version                        print the version and the source revision
 
 Pipeline client (in Azure Pipelines steps; ICA_URL and ICA_TOKEN or a managed identity):
   ica run start|event|finish         record the run (reads the predefined variables)
-  ica approval request|wait          ask for approval, wait for the decision
+  ica approval request|wait|void     ask for approval; wait for the gate and use it; void it
+  ica run deployed --target T        report a deployment (promotion evidence; releases the lock)
 
 The tools that read a ledger (check, backup, export, restore, key) find it as
 serve does: --data-dir, else ICA_DATA_DIR, else data_dir of --config (or
@@ -256,6 +259,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdKey(rest, getenv, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, os.Stdin, stdout)
+	case "policy":
+		err = cmdPolicy(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		if len(rest) > 0 {
 			err = usageErrorf("ica version takes no arguments")

@@ -157,7 +157,7 @@ func TestMain_ServeEndToEnd(t *testing.T) {
 	// ica check and ica backup work while serving, through the admin socket.
 	out.Reset()
 	require.Equal(t, 0, run(context.Background(), []string{"ica", "check", "--data-dir", dir}, envFunc(nil), &out, &out), out.String())
-	require.Contains(t, out.String(), "entries: 6")
+	require.Contains(t, out.String(), "entries: 7", "the policy recorded at start, the run, its approval")
 	bk := filepath.Join(t.TempDir(), "backup.db")
 	out.Reset()
 	require.Equal(t, 0, run(context.Background(), []string{"ica", "backup", bk, "--data-dir", dir}, envFunc(nil), &out, &out), out.String())

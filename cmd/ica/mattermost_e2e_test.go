@@ -135,7 +135,7 @@ func TestMain_MattermostEndToEnd(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, edited, 0o600))
 	out.Reset()
 	require.Equal(t, 1, run(context.Background(), []string{"ica", "verify", p}, envFunc(nil), &out, &out))
-	require.Contains(t, out.String(), "record seq 1")
+	require.Contains(t, out.String(), "record seq 2", "seq 1 is the policy recorded at start")
 
 	// ica export through the admin socket while serving.
 	out.Reset()

@@ -146,6 +146,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		ObserveCommit:      func(d time.Duration) { commitLatency.Observe(d.Seconds()) },
 		ReleaseMappedEvery: time.Second,
 		Gates:              []store.ApprovalGate{store.AzureBudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold, cfg.budgetScopes()), freezeGate(fz)},
+		Freeze:             freezeFacts(fz),
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
 	}, log, &status)
@@ -179,7 +180,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
 
-	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
+	// The deployment policy in force (policy.go).
+	pol, err := startPolicy(ctx, st, cfg, orDefault(*configPath, "the environment")+" at start", log)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("deployment policy: %w", err)
+	}
+	pipelineTokens, err := hashedTokens("pipeline token", append(append([]Token{}, cfg.PipelineTokens...), cfg.CheckTokens...))
 	if err != nil {
 		st.Close()
 		return err
@@ -199,11 +206,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		st.Close()
 		return err
 	}
+	pipelines.WithScopes(cfg.tokenScopes())
 	costs := budgetSource{st: st, monthly: cfg.Budget.Monthly, threshold: cfg.Budget.Threshold, scopes: cfg.budgetScopes()}
 	// The API's approval requests wake the scheduler (wake.go).
 	api := deadlineLedger{Store: st, wake: func() { sched.Notify() }}
 	deps := webhooks.Deps{Ledger: api, Costs: costs, Checks: api, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
-		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{}}
+		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{"policy": pol.ready}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
 	}
@@ -230,7 +238,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		disp.Register(bot.Destination, mm)
 		deps.Degraded["mattermost"] = mm.Ready
 	}
-	schedOpt := scheduler.Options{}
+	schedOpt := scheduler.Options{Tasks: []func(context.Context) (time.Time, error){st.PolicyTick}}
 	if mm != nil {
 		schedOpt.ReminderBefore = func(target string) time.Duration { return cfg.target(target).ReminderBefore }
 		schedOpt.Reminder = bot.Notifier{}.ReminderMessages
@@ -337,6 +345,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	disp.Start(bgCtx)
+	go pol.watchReload(bgCtx, *configPath, getenv, log)
 	if mm != nil {
 		mm.Start(bgCtx)
 	}

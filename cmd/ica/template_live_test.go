@@ -178,7 +178,7 @@ func TestTemplate_StepsAgainstLiveICA(t *testing.T) {
 	for _, e := range body["events"].([]any) {
 		types = append(types, e.(map[string]any)["event_type"].(string))
 	}
-	require.Equal(t, []string{"build.started", "build.completed", "deploy.started", "deploy.completed"}, types)
+	require.Equal(t, []string{"build.started", "build.completed", "deploy.started", "deployment"}, types)
 	id := outputs["request.ICA_APPROVAL_ID"]
 	require.NotEmpty(t, id)
 	_, body = call(t, "GET", base+"/api/v1/approvals/"+id, testToken, "")

@@ -372,19 +372,21 @@ func generateLedger(ctx context.Context, path string, key ed25519.PrivateKey, c 
 		last := done+n >= c.runs
 		clock.Set(begin.Add(step*time.Duration(done+n) - step/2))
 		var approve []int
+		approved := map[int]bool{}
+		for i := range n {
+			if status[i] == ica.RunSuccess && (done+i)%c.approvalEvery == 0 {
+				approve = append(approve, i)
+				approved[i] = true
+			}
+		}
 		if err := parallel(n, func(i int) error {
-			if last && i >= n-10 {
-				return nil // still running
+			if (last && i >= n-10) || approved[i] {
+				return nil // still running, or finishes after its approval request
 			}
 			_, _, err := st.FinishRun(ctx, ids[i], &ica.RunFinish{Status: status[i]}, "bench")
 			return err
 		}); err != nil {
 			return err
-		}
-		for i := range n {
-			if status[i] == ica.RunSuccess && (done+i)%c.approvalEvery == 0 {
-				approve = append(approve, i)
-			}
 		}
 		type plan struct {
 			tech, biz       time.Duration
@@ -409,6 +411,12 @@ func generateLedger(ctx context.Context, path string, key ed25519.PrivateKey, c 
 			a, _, err := st.RequestApproval(ctx, &ica.ApprovalRequest{RunID: ids[i], DeploymentTarget: target, EstimatedCost: &cost}, "bench")
 			if err != nil {
 				return err
+			}
+			if !(last && i >= n-10) {
+				// A run asks for approval before it finishes.
+				if _, _, err := st.FinishRun(ctx, ids[i], &ica.RunFinish{Status: status[i]}, "bench"); err != nil {
+					return err
+				}
 			}
 			p := plans[j]
 			if !p.decide || last {
