@@ -11,6 +11,11 @@ EXPORT_FLAGS ?=
 COLDSTART_FLAGS ?=
 DASHBOARD_FLAGS ?=
 FLOOD_FLAGS ?=
+# The PostgreSQL scenarios run on the server of ICA_BENCH_POSTGRES (a
+# superuser DSN; each run creates and drops its own databases), e.g.
+# PG_INGEST_FLAGS='-duration 5s -reps 1' FAILOVER_FLAGS='-after 5s'.
+PG_INGEST_FLAGS ?=
+FAILOVER_FLAGS ?=
 
 # Packages whose tests start their fake clocks at ICA_TEST_NOW when it is set
 # (internal/testclock); `make test-dates` runs them at the awkward dates.
@@ -65,6 +70,12 @@ bench:
 	$(GO) run ./bench/cmd/icabench coldstart $(COLDSTART_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench dashboard $(DASHBOARD_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench flood $(FLOOD_FLAGS) || rc=1; \
+	if [ -z "$$ICA_BENCH_POSTGRES" ]; then \
+	  echo "*** SKIPPED: ingest on PostgreSQL (2 replicas) and failover: ICA_BENCH_POSTGRES is not set (a superuser DSN, e.g. host=127.0.0.1 port=5432 user=postgres sslmode=disable)"; \
+	else \
+	  $(GO) run ./bench/cmd/icabench ingest -database-url "$$ICA_BENCH_POSTGRES" -replicas 2 $(PG_INGEST_FLAGS) || rc=1; \
+	  $(GO) run ./bench/cmd/icabench failover -database-url "$$ICA_BENCH_POSTGRES" $(FAILOVER_FLAGS) || rc=1; \
+	fi; \
 	exit $$rc
 
 # A real Mattermost 6.7.2 on loopback for the tests that need one (built once

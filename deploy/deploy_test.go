@@ -217,6 +217,8 @@ func TestChart_Lint(t *testing.T) {
 	dir := chartDir(t)
 	runHelm(t, false, "lint", dir, "--strict", "--kube-version", kubeVersion)
 	runHelm(t, false, "lint", dir, "--strict", "--kube-version", kubeVersion, "--values", writeValues(t, production))
+	runHelm(t, false, "lint", dir, "--strict", "--kube-version", kubeVersion, "--values", writeValues(t, onDatabase))
+	runHelm(t, false, "lint", dir, "--strict", "--kube-version", kubeVersion, "--values", writeValues(t, onDatabaseEntra))
 }
 
 // TestChart_Production renders the chart as production runs it and checks
@@ -330,7 +332,13 @@ func TestChart_Production(t *testing.T) {
 	require.Equal(t, "metrics", get(sm, "spec", "endpoints", "0", "port"))
 	require.Equal(t, "metrics", get(byName(get(svc, "spec", "ports"), "metrics"), "targetPort"))
 	for _, p := range list(get(ing, "spec", "rules", "0", "http", "paths")) {
-		require.Equal(t, "http", get(p, "backend", "service", "port", "name"), "the Ingress never routes to the metrics port")
+		port := get(p, "backend", "service", "port", "name")
+		require.NotEqual(t, "metrics", port, "the Ingress never routes to the metrics port")
+		if get(p, "path") == "/mattermost" {
+			require.Equal(t, "callbacks", port, "Mattermost's callbacks go to their own port")
+		} else {
+			require.Equal(t, "http", port)
+		}
 	}
 	matched := 0
 	for _, s := range m["Service"] {
@@ -402,6 +410,9 @@ func TestChart_Refuses(t *testing.T) {
 		"ingress without host":        {"ingress: {enabled: true}", "ingress.host is required"},
 		"backup without admin token":  {"backup: {enabled: true}", "needs an admin token"},
 		"backup without blob storage": {"backup: {enabled: true}\nsecrets: {ICA_ADMIN_TOKENS: a=b}", "needs Blob Storage"},
+		"database without keys":       {"database: {existingSecret: ica-db}", "needs ICA_SIGNING_KEY and ICA_ACTION_SECRET"},
+		"database with one key":       {"database: {existingSecret: ica-db}\nsecrets: {ICA_SIGNING_KEY: " + strings.Repeat("ab", 32) + "}", "needs ICA_SIGNING_KEY and ICA_ACTION_SECRET"},
+		"one replica with the PDB":    {"database: {existingSecret: ica-db}\nexistingSecret: ica\nreplicaCount: 1", "replicaCount must be at least 2"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := runHelm(t, true, "template", "ica", chartDir(t), "--kube-version", kubeVersion, "--values", writeValues(t, c.values))

@@ -185,6 +185,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			func() float64 { return float64(st.LedgerEntries()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ica_outbox_depth", Help: "Undelivered outbox messages."},
 			func() float64 { return float64(st.OutboxDepth()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ica_scheduler_leader",
+			Help: "1 while this process runs the scheduled work (expiry, reminders, cost sync, checkpoints); replicas on one database: exactly one."},
+			func() float64 {
+				if st.Leading() {
+					return 1
+				}
+				return 0
+			}),
 	)
 	disp = outbox.New(st, clock, log, outbox.Policy{}, func(dest, outcome string, _ time.Duration) {
 		deliveries.WithLabelValues(dest, outcome).Inc()

@@ -36,6 +36,10 @@ type ingestConfig struct {
 	keep      bool
 	repo      string
 	bin       string
+	// On PostgreSQL (ingest_pg.go): the server, the replicas, pgbench.
+	databaseURL string
+	replicas    int
+	pgbench     string
 }
 
 // ingestRep is what one ICA repetition measured.
@@ -83,6 +87,9 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory")
 	fs.StringVar(&c.repo, "repo", "", "ICA repository to build (default: found from the working directory)")
 	fs.StringVar(&c.bin, "bin", "", "use this ica binary instead of building one")
+	fs.StringVar(&c.databaseURL, "database-url", "", "measure ICA on PostgreSQL instead of bbolt: a superuser DSN of the server (databases are created and dropped); beside pgbench")
+	fs.IntVar(&c.replicas, "replicas", 2, "with -database-url: ica serve processes sharing the database (clients are spread over them)")
+	fs.StringVar(&c.pgbench, "pgbench", "", "with -database-url: the pgbench binary (default: on PATH, else /usr/lib/postgresql/*/bin)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -97,7 +104,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "icabench ingest: -clients, -reps must be >= 1, -duration > 0")
 		return 2
 	}
-	code, err := ingest(ctx, c, stdout, stderr)
+	run := ingest
+	if c.databaseURL != "" || flagSet(fs, "replicas") {
+		run = ingestPG // -replicas alone: the server of ICA_BENCH_POSTGRES
+	}
+	code, err := run(ctx, c, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "icabench ingest:", err)
 		return 2

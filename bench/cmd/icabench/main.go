@@ -24,7 +24,7 @@ type scenario struct {
 }
 
 var scenarios = map[string]scenario{
-	"ingest": {"durable pipeline events over HTTP vs raw bbolt Batch (64 clients)", runIngest},
+	"ingest": {"durable pipeline events over HTTP vs raw bbolt Batch (64 clients); -database-url -replicas 2: on PostgreSQL vs pgbench", runIngest},
 	"clicks": {"10,000 pending approvals, 4 racing clickers each, vs 1 clicker (real server, fake Mattermost)", runClicks},
 	"alerts": {"Azure Monitor alert -> PagerDuty event latency at 50/s and a 5,000 burst (fake PagerDuty)", runAlerts},
 	"export": {"1,000,000 runs as CSV and JSON, ica verify, 10,000 runs as PDF vs a bbolt scan", runExport},

@@ -50,16 +50,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Every secret ICA reads, as env entries from the Secret (never inlined). */}}
+{{/*
+Every secret ICA reads, as env entries from the Secret (never inlined). With
+a database the signing key and the action secret are required: replicas
+share one ledger and must sign alike, so a pod without them does not start
+(CreateContainerConfigError names the missing key) rather than generate its
+own.
+*/}}
 {{- define "ica.secretEnv" -}}
 {{- $secret := include "ica.secretName" . }}
+{{- $required := list }}
+{{- if include "ica.database" . }}
+{{- $required = list "ICA_ACTION_SECRET" "ICA_SIGNING_KEY" }}
+{{- end }}
 {{- range $key := list "ICA_PIPELINE_TOKENS" "ICA_BREAKGLASS_TOKENS" "ICA_ADMIN_TOKENS" "ICA_MATTERMOST_TOKEN" "ICA_SLASH_TOKENS" "ICA_ALERT_TOKEN" "ICA_PAGERDUTY_ROUTING_KEY" "ICA_ACTION_SECRET" "ICA_SIGNING_KEY" "ICA_BLOB_CONNECTION_STRING" }}
 - name: {{ $key }}
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $key }}
-      optional: true
+      optional: {{ not (has $key $required) }}
 {{- end }}
 {{- end }}
 
