@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	bolt "go.etcd.io/bbolt"
 
@@ -109,18 +110,24 @@ func (e *pgEngine) View(fn func(Tx) error) error {
 
 func (e *pgEngine) Begin(ctx context.Context) (writeTx, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		cancel()
 		return nil, unavailableDB(err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockChain); err != nil {
-		_ = tx.Rollback(context.Background())
+	// BEGIN and the chain lock in one round trip: the lock is what the
+	// group waits for, so the fewer round trips around it the better.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	b.Queue("SELECT pg_advisory_xact_lock($1)", pgLockChain)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		_, _ = conn.Exec(context.Background(), "ROLLBACK")
+		conn.Release()
 		cancel()
 		return nil, unavailableDB(err)
 	}
-	r := &pgReader{ctx: ctx, tx: tx, buckets: map[string]*pgBucket{}}
-	return &pgWriteTx{overlay: newOverlay(r), r: r, cancel: cancel}, nil
+	r := &pgReader{ctx: ctx, tx: conn, buckets: map[string]*pgBucket{}}
+	return &pgWriteTx{overlay: newOverlay(r), r: r, conn: conn, cancel: cancel}, nil
 }
 
 // pgWriteTx is the group's transaction: the database, read under the chain
@@ -128,6 +135,7 @@ func (e *pgEngine) Begin(ctx context.Context) (writeTx, error) {
 type pgWriteTx struct {
 	*overlay
 	r      *pgReader
+	conn   *pgxpool.Conn
 	cancel context.CancelFunc
 	wake   bool
 }
@@ -143,14 +151,23 @@ func (t *pgWriteTx) prefetch(h []readHint) { t.r.prefetch(h) }
 func (t *pgWriteTx) setWake() { t.wake = true }
 
 func (t *pgWriteTx) Rollback() {
-	_ = t.r.tx.Rollback(context.Background())
+	t.end(false)
+}
+
+// end finishes the transaction's connection: rolled back unless committed,
+// and back to the pool (which drops a connection left in a transaction).
+func (t *pgWriteTx) end(committed bool) {
+	if !committed {
+		_, _ = t.conn.Exec(context.Background(), "ROLLBACK")
+	}
+	t.conn.Release()
 	t.cancel()
 }
 
+// Commit sends the group's writes and COMMIT in one round trip.
 func (t *pgWriteTx) Commit() error {
-	defer t.cancel()
 	if t.r.err != nil {
-		_ = t.r.tx.Rollback(context.Background())
+		t.end(false)
 		return unavailableDB(t.r.err)
 	}
 	ctx := t.r.ctx
@@ -179,19 +196,35 @@ func (t *pgWriteTx) Commit() error {
 	if t.wake {
 		batch.Queue("SELECT pg_notify($1, '')", pgWakeChannel)
 	}
-	if batch.Len() > 0 {
-		if err := t.r.tx.SendBatch(ctx, batch).Close(); err != nil {
-			_ = t.r.tx.Rollback(context.Background())
-			return unavailableDB(err)
+	committed := false
+	batch.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+		// A transaction that failed answers COMMIT with ROLLBACK.
+		if ct.String() != "COMMIT" {
+			return fmt.Errorf("the transaction was rolled back (%s)", ct.String())
 		}
-	}
-	if err := t.r.tx.Commit(ctx); err != nil {
+		committed = true
+		return nil
+	})
+	err := t.conn.SendBatch(ctx, batch).Close()
+	t.end(committed)
+	if !committed {
+		// Nothing of the group is durable: every write waits for COMMIT.
+		if err == nil {
+			err = errors.New("the commit was not confirmed")
+		}
 		return unavailableDB(err)
 	}
 	for _, fn := range t.onCommit {
 		fn()
 	}
 	return nil
+}
+
+// pgQuerier is a transaction or a connection in one.
+type pgQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // pgReader reads buckets inside one database transaction. What it reads is
@@ -202,7 +235,7 @@ func (t *pgWriteTx) Commit() error {
 // reads return nothing after it.
 type pgReader struct {
 	ctx      context.Context
-	tx       pgx.Tx
+	tx       pgQuerier
 	buckets  map[string]*pgBucket
 	err      error
 	onCommit []func()
@@ -531,6 +564,13 @@ func (c *pgCursor) First() ([]byte, []byte) {
 }
 
 func (c *pgCursor) Last() ([]byte, []byte) {
+	for i := len(c.b.windows) - 1; i >= 0; i-- {
+		if w := c.b.windows[i]; w.hiInf && len(w.rows) > 0 {
+			// A window that reaches the end of the table knows its last key.
+			c.w = w
+			return c.at(len(w.rows) - 1)
+		}
+	}
 	c.page = 0
 	n := c.nextPage()
 	rows, short := c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k DESC LIMIT $1", true, n, n)

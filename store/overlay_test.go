@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -185,7 +186,9 @@ func TestStore_Commit_FailureIsolated(t *testing.T) {
 			return nil
 		}})
 	}
-	s.commit(batch)
+	wtx, err := s.eng.Begin(t.Context())
+	require.NoError(t, err)
+	s.commit(wtx, batch, time.Now())
 	for i, r := range batch {
 		err := <-r.done
 		switch i {

@@ -47,9 +47,12 @@ func (s *Store) update(fn func(tx Tx, st *txState) error, hints ...readHint) err
 	return <-req.done
 }
 
-// writer owns every write transaction. It takes what is queued (up to
-// MaxBatch) and commits it together; no timer, so a lone request commits at
-// once and load forms bigger groups by itself.
+// writer owns every write transaction. It takes the first queued request,
+// begins a transaction (on a shared database that waits for the chain
+// lock), and then takes whatever else is queued (up to MaxBatch): requests
+// that arrived while the lock was awaited join this group instead of
+// waiting for the next one. No timer: a lone request commits at once and
+// load forms bigger groups by itself.
 func (s *Store) writer() {
 	defer s.wg.Done()
 	for {
@@ -61,46 +64,55 @@ func (s *Store) writer() {
 			for {
 				select {
 				case r := <-s.writes:
-					s.commit([]*writeReq{r})
+					s.group(r)
 				default:
 					return
 				}
 			}
 		}
-		batch := []*writeReq{first}
-	fill:
-		for len(batch) < s.opt.MaxBatch {
-			select {
-			case r := <-s.writes:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		s.commit(batch)
+		s.group(first)
 	}
+}
+
+// group begins a transaction for first and the requests queued behind it,
+// and commits them together.
+func (s *Store) group(first *writeReq) {
+	start := time.Now()
+	wtx, err := s.eng.Begin(context.Background())
+	batch := []*writeReq{first}
+fill:
+	for len(batch) < s.opt.MaxBatch {
+		select {
+		case r := <-s.writes:
+			batch = append(batch, r)
+		default:
+			break fill
+		}
+	}
+	if err != nil {
+		s.unavailable(err, batch)
+		return
+	}
+	s.commit(wtx, batch, start)
+}
+
+// unavailable answers a group that the engine could not write: nothing of
+// it was recorded.
+func (s *Store) unavailable(err error, reqs []*writeReq) {
+	s.log.Error("ledger commit failed", "err", err, "writes", len(reqs))
+	for _, r := range reqs {
+		r.done <- ica.Unavailable("the ledger could not be written; nothing was recorded, retry later", err)
+	}
+	// The in-memory counters may be ahead of the ledger now; re-read them.
+	s.refreshCounters()
 }
 
 // commit runs a group of operations in one engine transaction. Each
 // operation runs in its own overlay; a failed one is answered at once and
-// leaves no trace. Only a failure of the engine itself (begin, merge,
-// commit) fails the group: then every operation in it is answered
-// "unavailable" and nothing of it is recorded.
-func (s *Store) commit(batch []*writeReq) {
-	start := time.Now()
-	unavailable := func(err error, reqs []*writeReq) {
-		s.log.Error("ledger commit failed", "err", err, "writes", len(reqs))
-		for _, r := range reqs {
-			r.done <- ica.Unavailable("the ledger could not be written; nothing was recorded, retry later", err)
-		}
-		// The in-memory counters may be ahead of the ledger now; re-read them.
-		s.refreshCounters()
-	}
-	wtx, err := s.eng.Begin(context.Background())
-	if err != nil {
-		unavailable(err, batch)
-		return
-	}
+// leaves no trace. Only a failure of the engine itself (merge, commit)
+// fails the group: then every operation in it is answered "unavailable"
+// and nothing of it is recorded.
+func (s *Store) commit(wtx writeTx, batch []*writeReq, start time.Time) {
 	if p, can := wtx.(interface{ prefetch([]readHint) }); can {
 		hints := []readHint{hintGet(bucketMeta, keyHead)}
 		for _, r := range batch {
@@ -118,7 +130,7 @@ func (s *Store) commit(batch []*writeReq) {
 			// The engine failed under the operation (a lost database
 			// connection): what it read cannot be trusted, nor the group.
 			wtx.Rollback()
-			unavailable(f.Err(), append(ok, r))
+			s.unavailable(f.Err(), append(ok, r))
 			return
 		}
 		if err != nil {
@@ -129,7 +141,7 @@ func (s *Store) commit(batch []*writeReq) {
 			// The group's transaction may hold part of this operation:
 			// none of the group can be trusted.
 			wtx.Rollback()
-			unavailable(fmt.Errorf("merge: %w", err), append(ok, r))
+			s.unavailable(fmt.Errorf("merge: %w", err), append(ok, r))
 			return
 		}
 		ok = append(ok, r)
@@ -146,12 +158,12 @@ func (s *Store) commit(batch []*writeReq) {
 	if s.beforeCommit != nil {
 		if err := s.beforeCommit(); err != nil {
 			wtx.Rollback()
-			unavailable(err, ok)
+			s.unavailable(err, ok)
 			return
 		}
 	}
 	if err := wtx.Commit(); err != nil {
-		unavailable(err, ok)
+		s.unavailable(err, ok)
 		return
 	}
 	if s.opt.ObserveCommit != nil {
