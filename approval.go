@@ -33,15 +33,33 @@ const MaxEstimatedCost = 1e9
 
 // Decider is the person (or credential) behind a decision.
 type Decider struct {
+	// UserID is the Mattermost user id of a person who decided on a card.
 	UserID   string `json:"user_id,omitempty"`
 	Username string `json:"username"`
+	// Entra is "<tenant id>/<object id>" of a person who decided through
+	// the API with their own Entra ID token.
+	Entra string `json:"entra,omitempty"`
+	// Email is the decider's address (Mattermost's, or the Entra UPN),
+	// normalised. It only excludes: one person is one decider across
+	// Mattermost and the API; it never grants.
+	Email string `json:"email,omitempty"`
 }
 
-// same reports whether two deciders are the same person: the Mattermost user
-// id when both have one, otherwise the username, case-insensitively.
+// same reports whether two deciders are the same person: the same
+// Mattermost user id, the same Entra identity, or the same e-mail address;
+// with neither stable id in common, the username, case-insensitively. It
+// errs towards "the same": it is used to exclude (separation of duties, a
+// person counted once), never to grant.
 func (d Decider) same(o Decider) bool {
-	if d.UserID != "" && o.UserID != "" {
-		return d.UserID == o.UserID
+	switch {
+	case d.UserID != "" && d.UserID == o.UserID:
+		return true
+	case d.Entra != "" && d.Entra == o.Entra:
+		return true
+	case d.Email != "" && NormalizeEmail(d.Email) == NormalizeEmail(o.Email):
+		return true
+	case d.UserID != "" && o.UserID != "", d.Entra != "" && o.Entra != "":
+		return false // two different stable ids of one kind
 	}
 	return d.Username != "" && strings.EqualFold(d.Username, o.Username)
 }

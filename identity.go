@@ -2,6 +2,7 @@ package ica
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
@@ -124,4 +125,56 @@ func IsRequester(username, email string, requesters ...string) bool {
 		}
 	}
 	return false
+}
+
+// EntraPrefix starts an approver-list entry that names a person by their
+// Entra ID identity, for decisions through the API: "entra:<object id>" (a
+// user of ICA's tenant) or "entra:<tenant id>/<object id>". Object ids are
+// stable; user principal names can be renamed and reassigned, so they are
+// never accepted as approvers.
+const EntraPrefix = "entra:"
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// IsEntraApprover reports whether an approver-list entry names an Entra
+// identity rather than a Mattermost username.
+func IsEntraApprover(entry string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(entry)), EntraPrefix)
+}
+
+// ParseEntraApprover reads an "entra:" entry: the tenant id ("" for ICA's
+// own tenant) and the object id, lower-case.
+func ParseEntraApprover(entry string) (tenant, oid string, err error) {
+	rest := strings.TrimSpace(entry)
+	if !IsEntraApprover(rest) {
+		return "", "", fmt.Errorf("%q is not an entra: entry", entry)
+	}
+	rest = rest[len(EntraPrefix):]
+	if t, o, ok := strings.Cut(rest, "/"); ok {
+		tenant, rest = t, o
+		if !guidPattern.MatchString(tenant) {
+			return "", "", fmt.Errorf("%q: the tenant id must be a GUID", entry)
+		}
+	}
+	if !guidPattern.MatchString(rest) {
+		if strings.Contains(rest, "@") {
+			return "", "", fmt.Errorf("%q: name Entra approvers by their object id (az ad user show --id %s --query id), not by a user principal name, which can be renamed or given to someone else", entry, rest)
+		}
+		return "", "", fmt.Errorf("%q: the object id must be a GUID", entry)
+	}
+	return strings.ToLower(tenant), strings.ToLower(rest), nil
+}
+
+// EntraApproverIs reports whether an approver-list entry names the person
+// with this tenant and object id; an entry without a tenant names a user of
+// homeTenant.
+func EntraApproverIs(entry, homeTenant, tenant, oid string) bool {
+	t, o, err := ParseEntraApprover(entry)
+	if err != nil {
+		return false
+	}
+	if t == "" {
+		t = strings.ToLower(homeTenant)
+	}
+	return t != "" && t == strings.ToLower(tenant) && o == strings.ToLower(oid)
 }

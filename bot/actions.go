@@ -144,7 +144,7 @@ func (b *Bot) HandleAction(w http.ResponseWriter, r *http.Request) error {
 	if action == actionReject || action == actionApproveDeferred || b.target(a.Target).CommentOnApprove {
 		return b.openDialog(ctx, w, a, action, req.TriggerId, u)
 	}
-	n, err := b.decide(ctx, a.ID, step, ica.Transition{Action: action, By: ica.Decider{UserID: u.Id, Username: u.Username}, ByEmail: u.Email, Via: "mattermost"}, req.PostId)
+	n, err := b.decide(ctx, a.ID, step, ica.Transition{Action: action, By: ica.Decider{UserID: u.Id, Username: u.Username, Email: ica.NormalizeEmail(u.Email)}, ByEmail: u.Email, Via: "mattermost"}, req.PostId)
 	if err != nil {
 		return ephemeral(w, "Not recorded: %s", ica.ErrorMessage(err))
 	}
@@ -355,7 +355,7 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 			return dialogReply(w, &model.SubmitDialogResponse{Error: "You requested this deployment, so you cannot approve it."})
 		}
 	}
-	t.By, t.ByEmail = ica.Decider{UserID: u.Id, Username: u.Username}, u.Email
+	t.By, t.ByEmail = ica.Decider{UserID: u.Id, Username: u.Username, Email: ica.NormalizeEmail(u.Email)}, u.Email
 	if _, err := b.decide(ctx, a.ID, step, t, ""); err != nil {
 		if ica.ErrorField(err) == "not_before" {
 			return dialogReply(w, &model.SubmitDialogResponse{Errors: map[string]string{"not_before": ica.ErrorMessage(err)}})

@@ -136,6 +136,9 @@ func (b *Bot) configuredNames() []string {
 	seen := map[string]bool{}
 	add := func(list []string) {
 		for _, u := range list {
+			if ica.IsEntraApprover(u) {
+				continue // decides through the API, not on a card
+			}
 			if l := ica.NormalizeUsername(u); l != "" && !seen[l] {
 				seen[l] = true
 				names = append(names, l)

@@ -50,8 +50,11 @@ type Deps struct {
 	BreakGlass Authenticator // break-glass tokens for bypass
 	// Users authenticates people by their own delegated Entra ID token
 	// (NewUserAuth); nil: GET /api/v1/me answers 503 not_configured.
-	Users   Authenticator
-	Limiter *RateLimiter
+	Users Authenticator
+	// Approvers gives the approver lists of the policy in force, for
+	// decisions through the API (decisions.go).
+	Approvers Approvers
+	Limiter   *RateLimiter
 	// Sources limits the routes that carry no credential per source
 	// address (ratelimit.go); nil: no such limit.
 	Sources *SourceLimiter
@@ -207,6 +210,7 @@ func (h *Handler) Register(r *mux.Router) {
 		r.Handle("/api/v1/approvals/{approval_id}/bypass", h.NotConfigured("the break-glass bypass", "ICA_BREAKGLASS_TOKENS")).Methods(http.MethodPost)
 	}
 	r.Handle("/api/v1/me", h.Route(h.users(), h.handleMe)).Methods(http.MethodGet)
+	r.Handle("/api/v1/approvals/{approval_id}/decisions", h.Route(h.users(), h.handleDecision)).Methods(http.MethodPost)
 	r.Handle("/healthz", h.RouteUnlimited(h.handleHealth)).Methods(http.MethodGet)
 	r.Handle("/readyz", h.RouteUnlimited(h.handleReady)).Methods(http.MethodGet)
 	r.Handle("/api/v1/openapi.json", h.Route(nil, h.handleOpenAPI)).Methods(http.MethodGet)

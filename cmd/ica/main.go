@@ -48,6 +48,8 @@ Usage:
   ica restore FILE|--blob NAME [--data-dir DIR] [--force]
                                      replace the ledger with a verified backup (server stopped)
   ica health [--url URL]             exit 0 when the server's /healthz answers (container health check)
+  ica approve ID [--reject --reason R]
+                                     decide an approval as you, with your Entra ID token (ICA_USER_TOKEN)
   ica migrate                        apply the PostgreSQL schema migrations (ICA_DATABASE_URL) and exit
   ica copy-store --from SRC --to DST copy a ledger verbatim between a data directory or file and PostgreSQL
   ica export --out FILE [--force] [--from D] [--to D] [--format csv|json|pdf] [--pipeline P]
@@ -249,6 +251,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdBackupAny(ctx, rest, getenv, stdout, stderr)
 	case "restore":
 		err = cmdRestore(ctx, rest, getenv, stdout, stderr)
+	case "approve":
+		err = cmdApprove(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "copy-store":

@@ -55,6 +55,9 @@ func (c *Config) validatePolicy() error {
 	if _, err := policy.Compile(c.deploymentPolicy()); err != nil {
 		return errors.New(ica.ErrorMessage(err))
 	}
+	if err := c.validateEntraApprovers(); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for _, t := range c.PipelineTokens {
 		names[t.Name] = true
@@ -461,4 +464,56 @@ func (q slashQueries) RecordedPolicy(ctx context.Context) (*slashcmds.RecordedPo
 // ApprovalGate implements slashcmds.PolicyQueries.
 func (q slashQueries) ApprovalGate(ctx context.Context, id string) (*ica.Approval, *policy.Verdict, error) {
 	return q.st.ApprovalGate(ctx, id)
+}
+
+// validateEntraApprovers checks the approver-list entries that name people
+// deciding through the API ("entra:<object id>"), naming the key.
+func (c *Config) validateEntraApprovers() error {
+	check := func(key string, list []string) error {
+		for _, e := range list {
+			if !ica.IsEntraApprover(e) {
+				continue
+			}
+			tenant, _, err := ica.ParseEntraApprover(e)
+			if err != nil {
+				return fmt.Errorf("%s: %v", key, err)
+			}
+			if tenant == "" && c.Entra.TenantID == "" {
+				return fmt.Errorf("%s: %q names a user of ICA's Entra tenant, but ICA_ENTRA_TENANT_ID is not set (or write entra:<tenant id>/<object id>)", key, e)
+			}
+		}
+		return nil
+	}
+	if err := check("approval.finance_approvers (ICA_FINANCE_APPROVERS)", c.Approval.FinanceApprovers); err != nil {
+		return err
+	}
+	for _, name := range policy.Targets {
+		t := c.target(name)
+		if err := check("approval.targets."+name+".technical_approvers (ICA_TECH_APPROVERS)", t.TechnicalApprovers); err != nil {
+			return err
+		}
+		if err := check("approval.targets."+name+".business_approvers (ICA_BUSINESS_APPROVERS)", t.BusinessApprovers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apiApprovers gives the decisions API the approver lists of the policy in
+// force (recorded in the store, so every replica agrees), or of this
+// configuration while none is recorded.
+func apiApprovers(st *store.Store, cfg *Config) webhooks.Approvers {
+	return func(ctx context.Context, target string) (webhooks.StepApprovers, error) {
+		p := cfg.deploymentPolicy()
+		rec, err := st.CurrentPolicy(ctx)
+		if err != nil {
+			return webhooks.StepApprovers{}, err
+		}
+		if rec != nil {
+			p = rec.Policy
+		}
+		t := p.Targets[target]
+		return webhooks.StepApprovers{Technical: t.TechnicalApprovers, Business: t.BusinessApprovers,
+			Finance: p.FinanceApprovers, HomeTenant: cfg.Entra.TenantID}, nil
+	}
 }

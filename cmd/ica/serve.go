@@ -235,6 +235,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{"policy": pol.ready}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
+		deps.Approvers = apiApprovers(st, cfg)
 	}
 	if bg, err := hashedTokens("break-glass token", cfg.BreakGlassTokens); err != nil {
 		st.Close()
@@ -247,8 +248,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	var mm *bot.Bot
 	if !mmEnabled {
-		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded but nobody can approve them " +
-			"until Mattermost is configured: they expire at their deadline, or a break-glass token (ICA_BREAKGLASS_TOKENS) bypasses one")
+		log.Warn("Mattermost delivery disabled: ICA_MATTERMOST_URL is not set; approvals are recorded, and approvers named as entra:<object id> " +
+			"decide through POST /api/v1/approvals/{id}/decisions with their own Entra ID token (ica approve); otherwise an approval expires " +
+			"at its deadline, or a break-glass token (ICA_BREAKGLASS_TOKENS) bypasses it")
 		deps.Degraded["mattermost"] = func(context.Context) error { return errors.New("not configured") }
 	} else {
 		mm = bot.New(botConfig(cfg, actionSecret), bot.NewClient(cfg.Mattermost.URL, cfg.Mattermost.Token, nil), st, clock, log)
