@@ -81,6 +81,6 @@ func TestMain_UnconfiguredFeaturesSayWhatIsMissing(t *testing.T) {
 	}
 	require.Equal(t, before, entries(), "nothing was written")
 	require.NotContains(t, logs.String(), "superfluous")
-	require.Contains(t, logs.String(), "nobody can approve them until Mattermost is configured", "the start-up warning says what is true")
+	require.Contains(t, logs.String(), "decide through POST /api/v1/approvals/{id}/decisions with their own Entra ID token", "the start-up warning says what is true")
 	require.NotContains(t, logs.String(), "decided through the API")
 }
