@@ -43,6 +43,9 @@ var (
 	bucketOutboxKeys    = []byte("outbox_keys")
 	bucketOutboxDead    = []byte("outbox_dead")
 	bucketChecks        = []byte("approval_checks")
+	// bucketWitness holds, per checkpoint seq, where and when a witness
+	// took it (operational: outside the replay).
+	bucketWitness = []byte("witness_receipts")
 
 	// allBuckets is the schema: every bucket every engine has. A bucket
 	// added here is created on an existing bbolt file at its next start,
@@ -52,7 +55,7 @@ var (
 		bucketLedger, bucketLedgerByTime, bucketCheckpoints, bucketMerkle, bucketOutbox, bucketOutboxKeys, bucketOutboxDead,
 		bucketCosts, bucketCostByMonth, bucketChecks,
 		bucketIncidents, bucketIncidentOpen, bucketIncidentByPost, bucketIncidentFreezes,
-		bucketDashboardLinks}
+		bucketDashboardLinks, bucketWitness}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")
@@ -74,6 +77,14 @@ type Options struct {
 	Logger   *slog.Logger
 	// CheckpointEvery signs a checkpoint every N ledger entries (default 1000).
 	CheckpointEvery uint64
+	// PublicHost names the log in the checkpoints' origin
+	// ("<public host>/ledger/<ledger id>", fixed by the first checkpoint):
+	// ICA_PUBLIC_URL, or ica.PlaceholderHost when empty.
+	PublicHost string
+	// CheckpointMessages returns the outbox messages that publish a new
+	// checkpoint to the witnesses (Azure Blob, a Mattermost channel); they
+	// are queued in the transaction that signs it. Nil publishes nothing.
+	CheckpointMessages func(ledgerID string, cp *ica.Checkpoint) []*ica.OutboxMessage
 	// ApprovalTimeout gives the expiry of a new approval per target (default 4h).
 	ApprovalTimeout func(target string) time.Duration
 	// FinanceThreshold: an estimated cost above it needs a finance approver (0 disables).
@@ -216,6 +227,9 @@ func (s *Store) init() (err error) {
 		}
 	}()
 	if err := s.ensureLedgerID(); err != nil {
+		return err
+	}
+	if err := s.backfillMerkle(); err != nil {
 		return err
 	}
 	return s.eng.View(func(tx Tx) error {
