@@ -18,6 +18,9 @@ type CheckCallback struct {
 	TaskInstanceID string `json:"task_instance_id"`
 	TimelineID     string `json:"timeline_id,omitempty"`
 	AuthToken      string `json:"auth_token"` // the job's token (48 h); never logged
+	// LinkedSeq is the approval.check_linked entry that recorded it (set by
+	// the store).
+	LinkedSeq uint64 `json:"linked_seq,omitempty"`
 }
 
 var checkIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)

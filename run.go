@@ -48,6 +48,9 @@ type Run struct {
 	AuditHash string `json:"audit_hash,omitempty"`
 	// StartSeq is the ledger sequence of the run's start entry.
 	StartSeq uint64 `json:"start_seq"`
+	// LastSeq is the ledger entry that last changed this record (its start
+	// or its finish): ica check compares the record with the ledger there.
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // Final reports whether the run has finished.

@@ -99,11 +99,15 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 			return err
 		}
 		key := join([]byte(ap.ID), sep, []byte(cb.TaskInstanceID))
-		if err := putJSON(tx.Bucket(bucketChecks), key, cb); err != nil {
+		// Everything of the callback but the job's token is in the entry,
+		// so the stored record is derivable from the ledger (ica check).
+		e, err := s.appendLedger(tx, st.now, KindApprovalCheckLinked, ap.ID, actor, checkLinkedData(ap.ID, cb))
+		if err != nil {
 			return err
 		}
-		if _, err := s.appendLedger(tx, st.now, "approval.check_linked", ap.ID, actor, map[string]any{
-			"approval_id": ap.ID, "plan_id": cb.PlanID, "job_id": cb.JobID, "task_instance_id": cb.TaskInstanceID, "plan_url": cb.PlanURL}); err != nil {
+		linked := *cb
+		linked.LinkedSeq = e.Seq
+		if err := putJSON(tx.Bucket(bucketChecks), key, &linked); err != nil {
 			return err
 		}
 		if ap.Final() {
@@ -177,9 +181,11 @@ func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, a
 			return nil, false, err
 		}
 	}
-	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
+	e, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a)
+	if err != nil {
 		return nil, false, err
 	}
+	a.LastSeq, a.DecisionSeq, a.DecisionHash = e.Seq, e.Seq, e.Hash
 	if err := putApproval(tx, nil, a); err != nil {
 		return nil, false, err
 	}
@@ -279,10 +285,12 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 
 func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string) error {
 	data := map[string]any{"approval_id": n.ID, "run_id": n.RunID, "action": t.Action, "from": prev.Status,
-		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via}
-	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalTransition+n.Status, n.ID, actor, data); err != nil {
+		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via, "at": t.At}
+	e, err := s.appendLedger(tx, st.now, ica.KindApprovalTransition+n.Status, n.ID, actor, data)
+	if err != nil {
 		return err
 	}
+	n.LastSeq, n.DecisionSeq, n.DecisionHash = e.Seq, e.Seq, e.Hash
 	if err := putApproval(tx, prev, n); err != nil {
 		return err
 	}
@@ -374,10 +382,21 @@ func (s *Store) UpdateApproval(ctx context.Context, id, actor string, fn func(a 
 				return err
 			}
 		}
-		if kind != "" {
-			if _, err := s.appendLedger(tx, st.now, kind, a.ID, actor, data); err != nil {
-				return err
+		if kind == "" {
+			if !sameJSON(&prev, a) {
+				return ica.Errorf(ica.EINTERNAL, "approval %s: a change without a ledger entry", a.ID)
 			}
+			out = a
+			return s.enqueue(tx, st, msgs)
+		}
+		e, err := s.appendLedger(tx, st.now, kind, a.ID, actor, data)
+		if err != nil {
+			return err
+		}
+		a.LastSeq = e.Seq
+		// Every change must be what ica check derives from the entry.
+		if d, err := applyApprovalEntry(&prev, e); err != nil || !sameJSON(d, a) {
+			return ica.Errorf(ica.EINTERNAL, "approval %s: the change is not derivable from its %s entry (%v)", a.ID, kind, err)
 		}
 		if err := putApproval(tx, &prev, a); err != nil {
 			return err
