@@ -467,12 +467,12 @@ func (c *checker) witnessVerdicts() {
 			if c.prev != nil {
 				last = c.prev.Seq
 			}
-			c.rep.add("%s: the ledger has only %d entries; entries %d..%d are missing (the ledger was truncated or an older copy restored)",
-				name, last, last+1, n.Size)
+			c.rep.add("%s: the ledger has only %d entries; %s missing (the ledger was truncated or an older copy restored)",
+				name, last, span("entry", "entries", last+1, n.Size)+map[bool]string{true: " is", false: " are"}[last+1 == n.Size])
 			continue
 		}
 		if good+1 == n.Size {
-			c.rep.add("%s does not match the ledger: entry %d differs from the witnessed one", name, n.Size)
+			c.rep.add("%s does not match the ledger: entry %d differs from the witnessed one (entries up to %d match the witness)", name, n.Size, good)
 		} else {
 			c.rep.add("%s does not match the ledger: its root differs, so an entry in %d..%d was changed, dropped or inserted (entries up to %d match the witness)",
 				name, good+1, n.Size, good)
@@ -490,6 +490,14 @@ func (c *checker) abandonedBy(n *ica.CheckpointNote) *rollback {
 		}
 	}
 	return nil
+}
+
+// span names one entry or a range of them.
+func span(one, many string, lo, hi uint64) string {
+	if lo == hi {
+		return fmt.Sprintf("%s %d", one, lo)
+	}
+	return fmt.Sprintf("%s %d..%d", many, lo, hi)
 }
 
 func orDefault(s, d string) string {
@@ -629,8 +637,8 @@ func (c *checker) compareRun(tx Tx, st *runState) {
 		c.rep.add("run %s (started at entry %d) is missing from the store", r.RunID, r.StartSeq)
 		return
 	}
-	if stored.LastSeq > c.head {
-		return // changed after the check began
+	if c.later(tx, "run "+r.RunID, stored.LastSeq) {
+		return
 	}
 	d := *r
 	if stored.LastSeq == 0 {
@@ -920,6 +928,21 @@ func (c *checker) replayCheck(tx Tx, e *ica.LedgerEntry) {
 	}
 }
 
+// later reports whether a record's last change is an entry after the head
+// the check began at: a change made while the check ran, left to the next
+// check. A change from an entry the ledger does not have at all (the ledger
+// was cut back under its records) is a problem, and the record is compared.
+func (c *checker) later(tx Tx, what string, seq uint64) bool {
+	if seq <= c.head {
+		return false
+	}
+	if now, _ := readHead(tx); seq > now {
+		c.rep.add("%s: its last change is entry %d, but the ledger ends at entry %d (entries were dropped from its end)", what, seq, now)
+		return false
+	}
+	return true
+}
+
 // --- passes over the stored buckets ---
 
 // scan walks a bucket in pages of short read transactions.
@@ -975,7 +998,8 @@ func (c *checker) passRuns() error {
 			c.rep.add("run %s: unreadable", k)
 			return
 		}
-		if r.StartSeq > c.head {
+		if c.later(tx, "run "+r.RunID, max(r.StartSeq, r.LastSeq)) {
+			delete(c.runs, r.RunID)
 			return
 		}
 		if st := c.runs[r.RunID]; st != nil {
@@ -1000,7 +1024,8 @@ func (c *checker) passApprovals() error {
 			c.rep.add("approval %s: unreadable", k)
 			return
 		}
-		if a.LastSeq > c.head {
+		if c.later(tx, "approval "+a.ID, a.LastSeq) {
+			delete(c.approvals, string(k))
 			return
 		}
 		if st := c.approvals[string(k)]; st != nil {
@@ -1010,7 +1035,7 @@ func (c *checker) passApprovals() error {
 			delete(c.approvals, string(k))
 			return
 		}
-		if a.LastSeq == 0 || string(k) != a.ID {
+		if a.LastSeq == 0 || a.LastSeq > c.head || string(k) != a.ID {
 			c.rep.add("approval %s is not in the ledger: no entry requested it", k)
 			return
 		}
@@ -1033,7 +1058,8 @@ func (c *checker) passIncidents() error {
 			c.rep.add("incident %s: unreadable", k)
 			return
 		}
-		if inc.LastSeq > c.head {
+		if c.later(tx, "incident "+inc.ID, inc.LastSeq) {
+			delete(c.incidents, string(k))
 			return
 		}
 		if string(k) != inc.ID || inc.ID != ica.IncidentIDFor(inc.AlertID) {
@@ -1046,7 +1072,7 @@ func (c *checker) passIncidents() error {
 			delete(c.incidents, string(k))
 			return
 		}
-		if inc.LastSeq == 0 {
+		if inc.LastSeq == 0 || inc.LastSeq > c.head {
 			c.rep.add("incident %s is not in the ledger: no entry opened it", k)
 			return
 		}
@@ -1096,7 +1122,8 @@ func (c *checker) passCosts() error {
 			c.rep.add("cost %s: unreadable", k)
 			return
 		}
-		if e.LastSeq > c.head {
+		if c.later(tx, "cost "+e.Key, e.LastSeq) {
+			delete(c.costs, string(k))
 			return
 		}
 		if st := c.costs[string(k)]; st != nil {
@@ -1104,7 +1131,7 @@ func (c *checker) passCosts() error {
 			delete(c.costs, string(k))
 			return
 		}
-		if e.LastSeq == 0 || string(k) != e.Key {
+		if e.LastSeq == 0 || e.LastSeq > c.head || string(k) != e.Key {
 			c.rep.add("cost %s is not in the ledger: no entry recorded it", k)
 			return
 		}
@@ -1135,7 +1162,7 @@ func (c *checker) passChecks() error {
 			c.rep.add("pipeline check %q: unreadable", k)
 			return
 		}
-		if cb.LinkedSeq > c.head {
+		if c.later(tx, fmt.Sprintf("pipeline check %q", k), cb.LinkedSeq) {
 			return
 		}
 		i := bytes.IndexByte(k, 0)
