@@ -18,7 +18,7 @@ TEST_DATES ?= 2027-03-01T00:00:00Z 2027-02-28T12:00:00Z 2026-12-31T23:59:30Z 202
 
 # Packages whose tests open stores through store/storetest: `make test` runs
 # them a second time on PostgreSQL (ICA_TEST_POSTGRES, a superuser DSN).
-STORE_PKGS ?= ./store/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
+STORE_PKGS ?= ./store/... ./witness/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
 
 .PHONY: run test test-pg test-dates bench lint build tidy-check
 
