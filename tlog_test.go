@@ -207,4 +207,3 @@ func FuzzProofBundle(f *testing.F) {
 		}
 	})
 }
-
