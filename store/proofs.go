@@ -24,6 +24,13 @@ func (s *Store) MarkWitnessed(ctx context.Context, seq uint64, where string) err
 	})
 }
 
+// ErrNotCheckpointed is the answer for an entry no signed checkpoint covers
+// yet: unavailable, because the next checkpoint (within the checkpoint
+// interval) will.
+func ErrNotCheckpointed(seq uint64) error {
+	return ica.Unavailable(fmt.Sprintf("ledger entry %d is not covered by a signed checkpoint yet; the next one is signed within the checkpoint interval", seq), nil)
+}
+
 // CoveredBy is a checkpoint that covers an entry, and whether a witness
 // took it.
 type CoveredBy struct {
@@ -33,9 +40,9 @@ type CoveredBy struct {
 
 // CoveringCheckpoint returns the checkpoint an inclusion proof of entry seq
 // is best made against: the first witnessed checkpoint at or after seq, or
-// else the newest signed one at or after it. It answers ENOTFOUND when no
-// checkpoint covers seq yet (the next is due within the checkpoint
-// interval).
+// else the newest signed one at or after it. It answers ENOTFOUND for an
+// entry that does not exist and ErrNotCheckpointed for one no checkpoint
+// covers yet.
 func (s *Store) CoveringCheckpoint(ctx context.Context, seq uint64) (*CoveredBy, error) {
 	var out *CoveredBy
 	err := s.view(func(tx Tx) error {
@@ -84,7 +91,7 @@ func covering(tx Tx, seq uint64) (*CoveredBy, error) {
 			return &CoveredBy{Checkpoint: *cp}, nil
 		}
 	}
-	return nil, ica.Errorf(ica.ENOTFOUND, "ledger entry %d is not covered by a signed checkpoint yet; the next one is signed within the checkpoint interval", seq)
+	return nil, ErrNotCheckpointed(seq)
 }
 
 // Proof returns the inclusion proof bundle of ledger entry seq against the

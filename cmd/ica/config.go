@@ -118,6 +118,14 @@ type Config struct {
 		Container        string `yaml:"container"`
 	} `yaml:"blob"`
 
+	// Ledger: signed checkpoints and where they are witnessed (the blob
+	// container above, and optionally a Mattermost channel)
+	// (ICA_CHECKPOINT_INTERVAL, ICA_CHECKPOINT_CHANNEL).
+	Ledger struct {
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+		CheckpointChannel  string        `yaml:"checkpoint_channel"`
+	} `yaml:"ledger"`
+
 	// ADOHosts are the Azure DevOps hosts a check callback may be posted to (ICA_ADO_HOSTS).
 	ADOHosts []string `yaml:"ado_hosts"`
 
@@ -150,6 +158,7 @@ func defaultConfig() *Config {
 	c.Blob.Container = "ica-exports"
 	c.ADOHosts = []string{"dev.azure.com", "*.visualstudio.com"}
 	c.Cost.Interval = 6 * time.Hour
+	c.Ledger.CheckpointInterval = time.Minute
 	return c
 }
 
@@ -217,6 +226,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("ICA_BLOB_CONNECTION_STRING", &c.Blob.ConnectionString)
 	str("ICA_BLOB_ACCOUNT_URL", &c.Blob.AccountURL)
 	str("ICA_BLOB_CONTAINER", &c.Blob.Container)
+	str("ICA_CHECKPOINT_CHANNEL", &c.Ledger.CheckpointChannel)
 	str("ICA_ENTRA_TENANT_ID", &c.Entra.TenantID)
 	list("ICA_ENTRA_AUDIENCES", &c.Entra.Audiences)
 	list("ICA_FINANCE_APPROVERS", &c.Approval.FinanceApprovers)
@@ -265,8 +275,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	for env, dst := range map[string]*time.Duration{"ICA_APPROVAL_TIMEOUT": &c.Approval.Timeout,
-		"ICA_COST_SYNC_INTERVAL": &c.Cost.Interval,
-		"ICA_REMINDER_BEFORE":    &c.Approval.ReminderBefore} {
+		"ICA_COST_SYNC_INTERVAL":  &c.Cost.Interval,
+		"ICA_CHECKPOINT_INTERVAL": &c.Ledger.CheckpointInterval,
+		"ICA_REMINDER_BEFORE":     &c.Approval.ReminderBefore} {
 		if v := getenv(env); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -333,6 +344,9 @@ func hashedTokens(what string, toks []Token) (map[string]string, error) {
 func (c *Config) validate() error {
 	if c.Approval.Timeout <= 0 {
 		return fmt.Errorf("approval timeout must be positive")
+	}
+	if c.Ledger.CheckpointInterval < time.Second {
+		return fmt.Errorf("ledger.checkpoint_interval (ICA_CHECKPOINT_INTERVAL) %s is shorter than a second", c.Ledger.CheckpointInterval)
 	}
 	if c.Budget.Threshold <= 0 || c.Budget.Threshold > 1 {
 		return fmt.Errorf("budget threshold %v must be in (0, 1]", c.Budget.Threshold)

@@ -27,9 +27,11 @@ func main() {
 const usage = `ica — Internal Control Architecture: deployment governance in Mattermost.
 
 Usage:
-  ica serve [--config FILE]          run the service (defaults: ./data, 127.0.0.1:8080)
+  ica serve [--config FILE] [--accept-rollback REASON]
+                                     run the service (defaults: ./data, 127.0.0.1:8080)
   ica config example                 print a complete, commented configuration
-  ica check [--data-dir DIR]         verify the whole hash chain and the indexes
+  ica check [--data-dir DIR]         prove the ledger against itself, its state and its witness
+                                     (exit 0 consistent, 1 tampered or inconsistent, 3 witness unreadable)
   ica backup FILE [--data-dir DIR]   hot, consistent copy of the ledger (also while serving)
   ica backup [FILE] --url URL [--blob]
                                      download a backup over HTTP (admin token); --blob uploads it to Azure Blob
@@ -39,6 +41,10 @@ Usage:
   ica export --out FILE [--from D] [--to D] [--format csv|json|pdf] [--pipeline P]
                                      signed audit export (works while serving)
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
+  ica proof APPROVAL_ID | --seq N [--out FILE]
+                                     inclusion proof of an approval's latest decision (or an entry)
+  ica verify-proof FILE --public-key HEX
+                                     check a proof bundle offline
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
   ica version                        print the version
 
@@ -73,6 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdExport(ctx, rest, getenv, stdout, stderr)
 	case "verify":
 		return cmdVerify(rest, getenv, stdout, stderr)
+	case "proof":
+		return cmdProof(ctx, rest, getenv, stdout, stderr)
+	case "verify-proof":
+		return cmdVerifyProof(rest, stdout, stderr)
 	case "run", "approval":
 		// The pipeline client: what Azure Pipelines steps run.
 		return pipelines.Main(ctx, args[1:], getenv, stdout, stderr)

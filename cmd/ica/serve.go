@@ -51,6 +51,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("ICA_CONFIG"), "YAML configuration file (ICA_CONFIG)")
+	acceptRollback := fs.String("accept-rollback", "", "serve a ledger behind its newest witnessed checkpoint; the `reason` is recorded in the ledger")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,11 +63,16 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	warnKeyBesideLedger(cfg, log) // witness.go
 	key, err := loadSigningKey(cfg)
 	if err != nil {
 		return err
 	}
 	clock := ica.SystemClock{}
+	blobs, err := witnessBlobs(cfg) // the checkpoint witness (witness.go)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -106,8 +112,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		Gates:              []store.ApprovalGate{store.BudgetGate(cfg.Budget.Monthly, cfg.Budget.Threshold), freezeGate(fz)},
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
+		PublicHost:         cfg.PublicURL,
+		CheckpointMessages: checkpointMessages(cfg, blobs != nil, mmEnabled),
 	})
 	if err != nil {
+		return err
+	}
+	if err := witnessAtStart(ctx, blobs, st, *acceptRollback, log); err != nil {
+		st.Close()
 		return err
 	}
 	reg.MustRegister(
@@ -120,6 +132,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		deliveries.WithLabelValues(dest, outcome).Inc()
 	})
 	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{})
+	registerWitness(disp, blobs, st, log)
 
 	pipelineTokens, err := hashedTokens("pipeline token", cfg.PipelineTokens)
 	if err != nil {
@@ -224,7 +237,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			Dashboard: dash}) // dashboard: /ica dashboard
 		h.Router().Handle("/mattermost/slash", h.Route(nil, slash.HandleSlash)).Methods(http.MethodPost)
 	}
-	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
+	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log, witness: blobs}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
 		st.Close()
 		return err
@@ -235,6 +248,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		h.Router().Handle("/api/v1/admin/backup", h.Route(auth, admin.backup)).Methods(http.MethodGet)
+	}
+	if err := registerProofRoute(h, st, pipelines, cfg); err != nil { // proof.go
+		st.Close()
+		return err
 	}
 
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
@@ -269,7 +286,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		mm.Start(bgCtx)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); housekeeping(bgCtx, st, clock, log) }()
+	go func() { defer close(done); runCheckpoints(bgCtx, st, clock, cfg.Ledger.CheckpointInterval, log) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -317,36 +334,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return nil
 	}
 	return err
-}
-
-// housekeeping signs a checkpoint of the head every few minutes (so an
-// export or an audit never waits for the next N entries) and forgets old
-// outbox idempotency keys once a day.
-func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *slog.Logger) {
-	lastSeq := uint64(0)
-	lastPrune := time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-clock.After(5 * time.Minute):
-		}
-		if seq := st.LedgerEntries(); seq != lastSeq {
-			if _, err := st.Checkpoint(); err != nil {
-				log.Warn("checkpoint failed", "err", err)
-			} else {
-				lastSeq = seq
-			}
-		}
-		if clock.Now().Sub(lastPrune) > 24*time.Hour {
-			if n, err := st.PruneOutboxKeys(ctx); err != nil {
-				log.Warn("prune outbox keys", "err", err)
-			} else if n > 0 {
-				log.Info("pruned outbox keys", "count", n)
-			}
-			lastPrune = clock.Now()
-		}
-	}
 }
 
 // botConfig maps the configuration onto the bot's policy.
