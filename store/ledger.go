@@ -159,12 +159,33 @@ func (s *Store) signCheckpoint(tx Tx, now time.Time, seq uint64, hash string, ro
 	if err := tx.Bucket(bucketCheckpoints).Put(u64(seq), buf); err != nil {
 		return ica.Checkpoint{}, err
 	}
-	if s.opt.CheckpointMessages != nil {
+	if s.opt.CheckpointMessages != nil && !givenUp(tx, seq) {
 		if err := s.enqueueAt(tx, now, nil, s.opt.CheckpointMessages(s.ledgerID, &cp)); err != nil {
 			return ica.Checkpoint{}, err
 		}
 	}
 	return cp, nil
+}
+
+// givenUp reports whether the witness already holds a checkpoint of size
+// seq from the history an accepted rollback gave up: publishing this one
+// could only fail (the witness never overwrites), and the rollback's entry
+// already records why they differ.
+func givenUp(tx Tx, seq uint64) bool {
+	v := tx.Bucket(bucketMeta).Get(keyRollbacks)
+	if v == nil {
+		return false
+	}
+	var rbs []acceptedRollback
+	if json.Unmarshal(v, &rbs) != nil {
+		return false
+	}
+	for _, rb := range rbs {
+		if seq > rb.From && seq <= rb.Abandons {
+			return true
+		}
+	}
+	return false
 }
 
 // Checkpoint signs the current head (if it has no checkpoint with a note

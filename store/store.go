@@ -394,7 +394,14 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 
 // VerifyBackup opens a backup read-only and walks its hash chain; it does not
 // check checkpoint keys (a backup may be verified without the signing key).
-func VerifyBackup(path string) error {
+func VerifyBackup(path string) (err error) {
+	defer func() {
+		// bbolt panics on some kinds of damage (a file cut short) while
+		// reading pages.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backup %s is corrupted (%v)", path, r)
+		}
+	}()
 	eng, err := openBoltEngine(path, time.Second, true)
 	if err != nil {
 		return err
