@@ -50,7 +50,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Every secret ICA reads, as env entries from the Secret (never inlined). */}}
+{{/* Every secret ICA reads, as env entries from the Secret (never inlined).
+The signing key is not optional: a key generated beside the ledger, on its
+volume, could be read and used by whoever can write the ledger, so the pod
+does not start without the key in the Secret. */}}
 {{- define "ica.secretEnv" -}}
 {{- $secret := include "ica.secretName" . }}
 {{- range $key := list "ICA_PIPELINE_TOKENS" "ICA_BREAKGLASS_TOKENS" "ICA_ADMIN_TOKENS" "ICA_MATTERMOST_TOKEN" "ICA_SLASH_TOKENS" "ICA_ALERT_TOKEN" "ICA_PAGERDUTY_ROUTING_KEY" "ICA_ACTION_SECRET" "ICA_SIGNING_KEY" "ICA_BLOB_CONNECTION_STRING" }}
@@ -59,7 +62,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $key }}
-      optional: true
+      optional: {{ ne $key "ICA_SIGNING_KEY" }}
+{{- end }}
+{{- end }}
+
+{{/* The signing key of a chart-made Secret: the value given, else the one
+the Secret already holds (lookup), else a new random one (32 bytes, hex). */}}
+{{- define "ica.signingKey" -}}
+{{- if .Values.secrets.ICA_SIGNING_KEY }}
+{{- .Values.secrets.ICA_SIGNING_KEY }}
+{{- else }}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (include "ica.secretName" .) }}
+{{- if and $old $old.data (hasKey $old.data "ICA_SIGNING_KEY") }}
+{{- index $old.data "ICA_SIGNING_KEY" | b64dec }}
+{{- else }}
+{{- randAlphaNum 64 | sha256sum }}
+{{- end }}
 {{- end }}
 {{- end }}
 
