@@ -10,6 +10,7 @@ ALERTS_FLAGS ?=
 EXPORT_FLAGS ?=
 COLDSTART_FLAGS ?=
 DASHBOARD_FLAGS ?=
+LEDGER_FLAGS ?=
 
 # Packages whose tests start their fake clocks at ICA_TEST_NOW when it is set
 # (internal/testclock); `make test-dates` runs them at the awkward dates.
@@ -55,6 +56,7 @@ bench:
 	$(GO) run ./bench/cmd/icabench export $(EXPORT_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench coldstart $(COLDSTART_FLAGS) || rc=1; \
 	$(GO) run ./bench/cmd/icabench dashboard $(DASHBOARD_FLAGS) || rc=1; \
+	$(GO) run ./bench/cmd/icabench ledger $(LEDGER_FLAGS) || rc=1; \
 	exit $$rc
 
 # The date-sensitive packages at the 1st, 28 February, the 31st and just

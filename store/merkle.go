@@ -6,13 +6,16 @@ package store
 // cover [0, size)) is kept in meta, so an append reads one key and hashes
 // O(1) nodes on average, whatever the size of the ledger.
 //
-// Interior nodes (level >= 1) are stored in the merkle bucket under
-// end ‖ level, where end is the index of the last leaf the node covers: a
-// node is complete exactly when that leaf is appended, so keys are written
-// in ascending order (the bucket only grows at its end) and a walk of the
-// bucket meets nodes in the order a replay of the ledger makes them. Leaves
-// are not stored: leaf i is the hash of ledger entry i+1. A proof reads
-// O(log n) nodes.
+// Interior nodes from level minStoredLevel up are stored in the merkle
+// bucket under end ‖ level, where end is the index of the last leaf the node
+// covers: a node is complete exactly when that leaf is appended, so keys are
+// written in ascending order (the bucket only grows at its end) and a walk
+// of the bucket meets nodes in the order a replay of the ledger makes them.
+// The lower levels are not stored: leaf i is the hash of ledger entry i+1,
+// and a node below minStoredLevel is recomputed from the at most
+// 2^(minStoredLevel-1) entries under it. An append writes one node per
+// 2^minStoredLevel entries instead of one per entry, and a proof still
+// reads O(log n) nodes plus at most 2^minStoredLevel - 1 entries.
 
 import (
 	"context"
@@ -31,6 +34,9 @@ var keyMerkle = []byte("merkle")
 
 var rangeFactory = &compact.RangeFactory{Hash: ica.HashChildren}
 
+// minStoredLevel is the lowest level of the tree whose nodes are stored.
+const minStoredLevel = 4
+
 func merkleKey(id compact.NodeID) []byte {
 	_, end := id.Coverage()
 	k := make([]byte, 9)
@@ -41,7 +47,7 @@ func merkleKey(id compact.NodeID) []byte {
 
 // merkleKeyID is the node a merkle key names.
 func merkleKeyID(k []byte) (compact.NodeID, bool) {
-	if len(k) != 9 || k[8] == 0 || k[8] > 63 {
+	if len(k) != 9 || k[8] < minStoredLevel || k[8] > 63 {
 		return compact.NodeID{}, false
 	}
 	end := binary.BigEndian.Uint64(k[:8]) + 1
@@ -91,7 +97,7 @@ func merkleAppend(tx Tx, r *compact.Range, hashes ...string) error {
 	mb := tx.Bucket(bucketMerkle)
 	var perr error
 	visit := func(id compact.NodeID, h []byte) {
-		if id.Level == 0 || perr != nil {
+		if id.Level < minStoredLevel || perr != nil {
 			return
 		}
 		perr = mb.Put(merkleKey(id), h)
@@ -134,8 +140,8 @@ func rootOf(r *compact.Range) ([]byte, error) {
 	return r.GetRootHash(nil)
 }
 
-// nodeHash reads one node of the tree: a stored interior node, or a leaf
-// computed from its ledger entry.
+// nodeHash reads one node of the tree: a stored interior node, or one
+// below minStoredLevel computed from the ledger entries under it.
 func nodeHash(tx Tx, id compact.NodeID) ([]byte, error) {
 	if id.Level == 0 {
 		e, err := getEntry(tx, id.Index+1)
@@ -143,6 +149,17 @@ func nodeHash(tx Tx, id compact.NodeID) ([]byte, error) {
 			return nil, err
 		}
 		return ica.LeafHash(e.Hash)
+	}
+	if id.Level < minStoredLevel {
+		l, err := nodeHash(tx, compact.NewNodeID(id.Level-1, 2*id.Index))
+		if err != nil {
+			return nil, err
+		}
+		r, err := nodeHash(tx, compact.NewNodeID(id.Level-1, 2*id.Index+1))
+		if err != nil {
+			return nil, err
+		}
+		return ica.HashChildren(l, r), nil
 	}
 	v := tx.Bucket(bucketMerkle).Get(merkleKey(id))
 	if len(v) != 32 {
