@@ -152,7 +152,7 @@ func ledgerBench(ctx context.Context, c ledgerConfig, stdout io.Writer) (int, er
 	figs := []bench.Figure{
 		{Name: fmt.Sprintf("ica check, %d entries, replay + witness", entries), Value: bench.Median(full), Unit: "s",
 			Baseline: fmt.Sprintf("chain-only check %.2f s (%.1fx)", base, safeDiv(bench.Median(full), base)),
-			Note: "the real `ica check` child: chain, Merkle log rebuilt and compared node by node, every signed checkpoint, every witnessed checkpoint (" + witnessDesc + "), every record replayed and compared, every index key; the chain-only check reads and verifies each entry in-process (ScanLedger alone: " + fmt.Sprintf("%.2f s", bench.Median(scan)) + ")"},
+			Note:     "the real `ica check` child: chain, Merkle log rebuilt and compared node by node, every signed checkpoint, every witnessed checkpoint (" + witnessDesc + "), every record replayed and compared, every index key; the chain-only check reads and verifies each entry in-process (ScanLedger alone: " + fmt.Sprintf("%.2f s", bench.Median(scan)) + ")"},
 		{Name: "ica check peak RSS", Value: bench.Median(rss), Unit: "MB", Target: "bounded", Baseline: fmt.Sprintf("of which anonymous %.0f MB", bench.Median(anon)),
 			Note: "records are compared at their last change and dropped; VmHWM also counts the ledger file's mmapped pages"},
 		{Name: fmt.Sprintf("witnessed checkpoints proven (%d published)", published), Value: float64(witnessedIn(lastOut)), Unit: ""},
