@@ -248,6 +248,14 @@ func consistencyProof(tx Tx, size1, size2 uint64) ([][]byte, error) {
 // thousand entries, before the store serves.
 func (s *Store) backfillMerkle() error {
 	const chunk = 20000
+	behind := false
+	if err := s.eng.View(func(tx Tx) error {
+		head, _ := readHead(tx)
+		behind = treeSize(tx) < head
+		return nil
+	}); err != nil || !behind {
+		return err
+	}
 	for {
 		wtx, err := s.eng.Begin(context.Background())
 		if err != nil {
