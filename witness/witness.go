@@ -104,7 +104,10 @@ func (p *Publisher) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, 
 			p.blobs.BlobURL(pl.Name), pl.Size)
 	}
 	if err != nil {
-		return ica.ErrorCode(err) != ica.EINVALID && ica.ErrorCode(err) != ica.EFORBIDDEN, err
+		// Everything but a malformed name is worth retrying: credentials
+		// refused today may be fixed tomorrow, and a checkpoint must not be
+		// given up lightly.
+		return ica.ErrorCode(err) != ica.EINVALID, err
 	}
 	if p.receipts != nil {
 		if err := p.receipts.MarkWitnessed(ctx, pl.Size, url); err != nil {
