@@ -369,3 +369,75 @@ func fixDecisionHashes(t *testing.T, s *store.Store) {
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// A ledger written before entries carried what the replay needs (the
+// alert, the decision time) and before records named their last change:
+// it still checks, leniently, and the report says how.
+func TestCheck_OldLedgerLenient(t *testing.T) {
+	w := newWitnessedLedger(t)
+	require.NoError(t, w.s.RewriteChain(1, func(tail []*ica.LedgerEntry) []*ica.LedgerEntry {
+		for _, e := range tail {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(e.Data, &m) != nil || m == nil {
+				continue
+			}
+			delete(m, "alert")
+			delete(m, "at")
+			e.Data, _ = json.Marshal(m)
+		}
+		return tail
+	}))
+	require.NoError(t, w.s.Tamper(func(tx store.Tx) error {
+		strip := func(bucket string, fn func(raw []byte) ([]byte, error)) error {
+			b := tx.Bucket([]byte(bucket))
+			var keys, vals [][]byte
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				nv, err := fn(v)
+				if err != nil {
+					return err
+				}
+				keys, vals = append(keys, append([]byte(nil), k...)), append(vals, nv)
+			}
+			for i := range keys {
+				if err := b.Put(keys[i], vals[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		drop := func(fields ...string) func([]byte) ([]byte, error) {
+			return func(raw []byte) ([]byte, error) {
+				var m map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &m); err != nil {
+					return nil, err
+				}
+				for _, f := range fields {
+					delete(m, f)
+				}
+				return json.Marshal(m)
+			}
+		}
+		for b, f := range map[string][]string{"runs": {"last_seq"}, "approvals": {"last_seq", "decision_seq", "decision_hash"},
+			"incidents": {"last_seq"}, "costs": {"last_seq"}} {
+			if err := strip(b, drop(f...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	rep := w.check(t, false)
+	require.Empty(t, rep.Problems)
+	notes := strings.Join(rep.Notes, "\n")
+	require.Contains(t, notes, "incidents opened before alerts were recorded in full were compared on status, severity, version and paging only")
+	require.Contains(t, notes, "approvals stored before records kept last_seq were compared without it")
+
+	// Leniency is about missing fields, not about edits: an old record
+	// changed without an entry is still named.
+	require.NoError(t, w.s.Tamper(func(tx store.Tx) error {
+		raw := tx.Bucket([]byte("approvals")).Get([]byte(w.pending.ID))
+		return tx.Bucket([]byte("approvals")).Put([]byte(w.pending.ID), []byte(strings.Replace(string(raw), `"status":"technical_approved"`, `"status":"approved"`, 1)))
+	}))
+	rep = w.check(t, false)
+	requireProblem(t, rep, "approval "+w.pending.ID+": stored status approved, the ledger says technical_approved")
+}
