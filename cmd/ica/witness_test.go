@@ -178,3 +178,29 @@ func TestMain_CheckWitnessUnreachable(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "no witness is configured")
 }
+
+// The key warning: once at start, only when a key is about to be generated
+// into the data directory of a server others reach.
+func TestWarnKeyBesideLedger(t *testing.T) {
+	for url, want := range map[string]bool{"": true, "http://127.0.0.1:8080": true, "http://localhost:8080/": true,
+		"http://[::1]:8080": true, "https://ica.example.com": false, "http://10.0.0.5:8080": false} {
+		require.Equal(t, want, loopback(url), url)
+	}
+	warned := func(cfg *Config) bool {
+		var buf syncBuffer
+		warnKeyBesideLedger(cfg, newLogger(&buf, "info"))
+		return strings.Contains(buf.String(), "generating the ledger's signing key into the data directory")
+	}
+	cfg := defaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.PublicURL = "https://ica.example.com"
+	require.True(t, warned(cfg))
+	cfg.SigningKey = strings.Repeat("ab", 32)
+	require.False(t, warned(cfg), "a key from the environment or a secret")
+	cfg.SigningKey = ""
+	_, err := loadSigningKey(cfg)
+	require.NoError(t, err)
+	require.False(t, warned(cfg), "the key exists already: warned when it was generated")
+	cfg.DataDir, cfg.PublicURL = t.TempDir(), "http://127.0.0.1:8080"
+	require.False(t, warned(cfg), "a loopback server")
+}
