@@ -16,6 +16,7 @@ FLOOD_FLAGS ?=
 # PG_INGEST_FLAGS='-duration 5s -reps 1' FAILOVER_FLAGS='-after 5s'.
 PG_INGEST_FLAGS ?=
 FAILOVER_FLAGS ?=
+LEDGER_FLAGS ?=
 
 # Packages whose tests start their fake clocks at ICA_TEST_NOW when it is set
 # (internal/testclock); `make test-dates` runs them at the awkward dates.
@@ -24,7 +25,7 @@ TEST_DATES ?= 2027-03-01T00:00:00Z 2027-02-28T12:00:00Z 2026-12-31T23:59:30Z 202
 
 # Packages whose tests open stores through store/storetest: `make test` runs
 # them a second time on PostgreSQL (ICA_TEST_POSTGRES, a superuser DSN).
-STORE_PKGS ?= ./store/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
+STORE_PKGS ?= ./store/... ./witness/... ./bot/... ./pipelines/... ./scheduler/... ./outbox/... ./webhooks/... ./dashboard/...
 
 # The source revision `ica version` prints. Builds here use -buildvcs=false,
 # which leaves no VCS data in the binary, so the revision is passed in.
@@ -76,6 +77,7 @@ bench:
 	  $(GO) run ./bench/cmd/icabench ingest -database-url "$$ICA_BENCH_POSTGRES" -replicas 2 $(PG_INGEST_FLAGS) || rc=1; \
 	  $(GO) run ./bench/cmd/icabench failover -database-url "$$ICA_BENCH_POSTGRES" $(FAILOVER_FLAGS) || rc=1; \
 	fi; \
+	$(GO) run ./bench/cmd/icabench ledger $(LEDGER_FLAGS) || rc=1; \
 	exit $$rc
 
 # A real Mattermost 6.7.2 on loopback for the tests that need one (built once

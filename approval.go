@@ -110,6 +110,14 @@ type Approval struct {
 	ReminderSent    bool       `json:"reminder_sent,omitempty"`
 	// Version counts applied transitions; it lets callers detect stale views.
 	Version int `json:"version"`
+	// DecisionSeq and DecisionHash are the ledger entry of the latest
+	// decision (the request, or the last transition): what an auditor asks
+	// an inclusion proof of (GET /api/v1/ledger/proof?seq=).
+	DecisionSeq  uint64 `json:"decision_seq,omitempty"`
+	DecisionHash string `json:"decision_hash,omitempty"`
+	// LastSeq is the ledger entry that last changed this record (a decision,
+	// the card, the reminder).
+	LastSeq uint64 `json:"last_seq,omitempty"`
 
 	// --- deployment policy (policy/) ---
 	// TechnicalRequired and BusinessRequired are how many distinct people

@@ -21,6 +21,9 @@ type CheckCallback struct {
 	// ledger, and never stored in clear: the store keeps it sealed
 	// (OutboxMessage.Sealed) until the TaskCompleted is delivered.
 	AuthToken string `json:"auth_token,omitempty"`
+	// LinkedSeq is the approval.check_linked entry that recorded it (set by
+	// the store).
+	LinkedSeq uint64 `json:"linked_seq,omitempty"`
 }
 
 var checkIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)

@@ -28,6 +28,8 @@ type CostEntry struct {
 	Scope         string    `json:"scope,omitempty"`
 	RecordedAt    time.Time `json:"recorded_at"`
 	Actor         string    `json:"actor"`
+	// LastSeq is the ledger entry that last changed this record.
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // CostInput is the body of POST /api/v1/costs.

@@ -199,6 +199,8 @@ type Incident struct {
 	// Version counts applied transitions; it lets callers detect stale views
 	// and gives outbox keys a per-transition suffix.
 	Version int `json:"version"`
+	// LastSeq is the ledger entry that last changed this record.
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // IncidentTransition is one requested change of an incident by a person.

@@ -208,12 +208,21 @@ func (e *LedgerEntry) Verify(prev *LedgerEntry) error {
 
 // Checkpoint is an Ed25519 signature over a chain position, so that a copy of
 // the ledger (an export) can be checked against the key without the database.
+// Signature is the original ica-checkpoint:v1 signature over (seq, hash);
+// checkpoints signed since the ledger became a Merkle log also carry Root
+// and Note, the C2SP signed note over the tree of Seq entries (see tlog.go).
 type Checkpoint struct {
 	Seq       uint64    `json:"seq"`
 	Hash      string    `json:"hash"`
 	Time      time.Time `json:"time"`
 	PublicKey string    `json:"public_key"` // hex Ed25519 public key
 	Signature string    `json:"signature"`  // hex
+	// Origin names the log (the note's first line and key name).
+	Origin string `json:"origin,omitempty"`
+	// Root is the hex RFC 6962 root of the tree of Seq entries.
+	Root string `json:"root,omitempty"`
+	// Note is the signed checkpoint note.
+	Note string `json:"note,omitempty"`
 }
 
 // CheckpointMessage is the byte string a checkpoint signs.
@@ -245,7 +254,33 @@ func (c *Checkpoint) Verify() error {
 	if !ed25519.Verify(pub, CheckpointMessage(c.Seq, c.Hash), sig) {
 		return fmt.Errorf("checkpoint %d: signature does not verify", c.Seq)
 	}
+	if c.Note == "" && c.Root == "" && c.Origin == "" {
+		return nil // signed before the ledger was a Merkle log
+	}
+	n, err := c.OpenNote(pub)
+	if err != nil {
+		return err
+	}
+	if n.Origin != c.Origin || hex.EncodeToString(n.Root) != c.Root {
+		return fmt.Errorf("checkpoint %d: its note names another origin or root than the checkpoint", c.Seq)
+	}
 	return nil
+}
+
+// OpenNote verifies the checkpoint's signed note with pub and checks that it
+// is about the same chain position (size and chain head).
+func (c *Checkpoint) OpenNote(pub ed25519.PublicKey) (*CheckpointNote, error) {
+	if c.Note == "" {
+		return nil, fmt.Errorf("checkpoint %d: it carries no signed note", c.Seq)
+	}
+	n, err := OpenCheckpointNote([]byte(c.Note), pub, c.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", c.Seq, err)
+	}
+	if n.Size != c.Seq || n.ChainHead != c.Hash {
+		return nil, fmt.Errorf("checkpoint %d: its note is about size %d, chain head %s", c.Seq, n.Size, n.ChainHead)
+	}
+	return n, nil
 }
 
 // KeyFingerprint is a short, stable name for a public key (hex): the first 16

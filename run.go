@@ -56,6 +56,9 @@ type Run struct {
 	// triggered_by: that person may not approve it.
 	RequestedForEmail string `json:"requested_for_email,omitempty"`
 	RequestedForID    string `json:"requested_for_id,omitempty"`
+	// LastSeq is the ledger entry that last changed this record (its start
+	// or its finish): ica check compares the record with the ledger there.
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // Requester returns the run's Azure DevOps requester.

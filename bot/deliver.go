@@ -27,6 +27,9 @@ func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error)
 	if msg.Kind == KindBudgetNotice {
 		return b.deliverBudgetNotice(ctx, msg) // Azure budgets (budget.go)
 	}
+	if msg.Kind == KindCheckpointPost {
+		return b.deliverCheckpoint(ctx, msg) // checkpoint.go
+	}
 	var p cardPayload
 	if err := json.Unmarshal(msg.Payload, &p); err != nil {
 		return false, fmt.Errorf("outbox message %d: bad payload: %w", msg.ID, err)

@@ -297,6 +297,7 @@ func TestChart_Production(t *testing.T) {
 		require.NotContains(t, e, "value", "%s is not inlined", k)
 		require.Equal(t, "ica-prod", get(e, "valueFrom", "secretKeyRef", "name"), k)
 		require.Equal(t, k, get(e, "valueFrom", "secretKeyRef", "key"), k)
+		require.Equal(t, k != "ICA_SIGNING_KEY", get(e, "valueFrom", "secretKeyRef", "optional"), "%s: only the signing key is required", k)
 	}
 	require.Empty(t, m["Secret"], "with existingSecret the chart creates no Secret")
 
@@ -388,7 +389,8 @@ func TestChart_ChartSecrets(t *testing.T) {
 	sec := m["Secret"]["ica-secrets"]
 	require.NotNil(t, sec)
 	require.Equal(t, tok, get(sec, "stringData", "ICA_PIPELINE_TOKENS"))
-	require.NotContains(t, get(sec, "stringData"), "ICA_SIGNING_KEY", "empty values are left out")
+	require.NotContains(t, get(sec, "stringData"), "ICA_BREAKGLASS_TOKENS", "empty values are left out")
+	require.Regexp(t, "^[0-9a-f]{64}$", get(sec, "stringData", "ICA_SIGNING_KEY"), "the signing key is generated into the Secret, never onto the volume")
 	for kind, objs := range m {
 		for name, o := range objs {
 			if kind == "Secret" {

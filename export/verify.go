@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
+
 	"github.com/ica-governance/ica"
 )
 
@@ -43,6 +45,10 @@ type Report struct {
 	// Warnings are facts worth an auditor's attention that do not make the
 	// export invalid (records outside the stated period, limits of a format).
 	Warnings []string `json:"warnings,omitempty"`
+	// MerkleRecomputed is set when the export holds every entry from the
+	// first to its head checkpoint and their Merkle root was recomputed and
+	// found equal to the one the checkpoint's signed note commits to.
+	MerkleRecomputed bool `json:"merkle_recomputed,omitempty"`
 }
 
 // String describes the report for people, one fact per line.
@@ -69,6 +75,13 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, "filter: %s\n", m.Filter)
 		}
 		fmt.Fprintf(&b, "head checkpoint: seq %d hash %s at %s\n", m.Head.Seq, m.Head.Hash, m.Head.Time.Format(time.RFC3339))
+		if m.Head.Note != "" {
+			how := "signed; not recomputed: the export does not hold every entry up to it"
+			if r.MerkleRecomputed {
+				how = "recomputed from the records"
+			}
+			fmt.Fprintf(&b, "merkle root: %s (%s), log %s\n", m.Head.Root, how, m.Head.Origin)
+		}
 		fmt.Fprintf(&b, "generated at: %s\n", m.GeneratedAt.Format(time.RFC3339))
 		fmt.Fprintf(&b, "digest: %s\n", m.Digest)
 	}
@@ -122,7 +135,8 @@ func VerifyFileWith(path string, opt VerifyOptions) (*Report, error) {
 // VerifyWith checks an export with options (see Verify).
 func VerifyWith(r io.Reader, opt VerifyOptions) (*Report, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	v := &verifier{rep: &Report{RecordsVerified: true}, opt: opt, t: newTally(), h: newHasher()}
+	v := &verifier{rep: &Report{RecordsVerified: true}, opt: opt, t: newTally(), h: newHasher(),
+		merkle: (&compact.RangeFactory{Hash: ica.HashChildren}).NewEmptyRange(0)}
 	// Tolerate a UTF-8 byte order mark: spreadsheets add one when saving.
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
@@ -174,6 +188,10 @@ type verifier struct {
 	rec *problem // first problem found while reading records
 	h   *hasher
 
+	// merkle is the Merkle tree of the records while they run from seq 1
+	// without a gap (nil once they do not).
+	merkle *compact.Range
+
 	// earliest and latest record times, to warn about records outside the
 	// stated period without keeping every time.
 	minTime, maxTime time.Time
@@ -223,6 +241,12 @@ func (v *verifier) entry(e *ica.LedgerEntry) {
 		v.maxTime, v.maxSeq = e.Time, e.Seq
 	}
 	v.t.add(e.Seq, e.Kind, e.Hash)
+	if v.merkle != nil {
+		leaf, err := ica.LeafHash(e.Hash)
+		if err != nil || e.Seq != v.merkle.End()+1 || v.merkle.Append(leaf, nil) != nil {
+			v.merkle = nil
+		}
+	}
 	if v.havePrev && e.Seq < v.prevSeq {
 		return // keep the highest seq as "previous" for the head check
 	}
@@ -329,6 +353,13 @@ func (v *verifier) finish(raw []byte, missing string) {
 			"(it cannot be located offline because its neighbours are not in this export)")
 	case !maps.Equal(m.CountsByKind, v.t.kinds) && !(len(m.CountsByKind) == 0 && len(v.t.kinds) == 0):
 		v.fail(0, "manifest counts by kind do not match the records")
+	case m.Head.Root != "" && v.merkle != nil && v.merkle.End() == m.Head.Seq && m.Head.Seq > 0:
+		root, err := v.merkle.GetRootHash(nil)
+		if err != nil || hex.EncodeToString(root) != m.Head.Root {
+			v.fail(0, fmt.Sprintf("the records do not make the Merkle root the head checkpoint's signed note commits to (tree of %d entries)", m.Head.Seq))
+		} else {
+			rep.MerkleRecomputed = true
+		}
 	}
 	if rep.Problem != "" {
 		return

@@ -264,9 +264,9 @@ func New(d Deps) *Handler {
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.commands = map[string]command{
-		"status": {run: h.status, usage: "status [RUN_ID|PIPELINE]",
-			help: "pending approvals, runs in progress, recent runs, open incidents and budget; or one run, or one pipeline's runs",
-			hint: "[RUN_ID|PIPELINE]"},
+		"status": {run: h.status, usage: "status [RUN_ID|PIPELINE|APPROVAL_ID]",
+			help: "pending approvals, runs in progress, recent runs, open incidents and budget; or one run, one pipeline's runs, or one approval and the witnessed checkpoint that covers it",
+			hint: "[RUN_ID|PIPELINE|APPROVAL_ID]"},
 		"approvals": {run: h.approvals, usage: "approvals", help: "approvals waiting for a decision"},
 		"incidents": {run: h.incidents, usage: "incidents", help: "open and acknowledged incidents"},
 		"budget":    {run: h.budget, usage: "budget", help: "this month's spend against the budget"},

@@ -124,7 +124,7 @@ func TestHandleSlash_Help(t *testing.T) {
 	for _, text := range []string{"/ica", "/ica help", "/ica HELP"} {
 		reply := w.slash("tech1", "deployments", text)
 		require.Contains(t, reply, "`/ica export [from=YYYY-MM-DD] [to=YYYY-MM-DD] [format=csv|json|pdf] [pipeline=NAME]`")
-		require.Contains(t, reply, "`/ica status [RUN_ID|PIPELINE]`")
+		require.Contains(t, reply, "`/ica status [RUN_ID|PIPELINE|APPROVAL_ID]`")
 		require.Contains(t, reply, "Examples:")
 		require.NotContains(t, reply, "did not understand")
 	}

@@ -34,6 +34,9 @@ func (h *Handler) status(ctx context.Context, c *call) (string, error) {
 		words = append(words, a.Value)
 	}
 	name := strings.Join(words, " ")
+	if text, ok, err := h.approvalStatus(ctx, c, name); ok || err != nil { // proof.go
+		return text, err
+	}
 	// A run id is tried first: ids are unique, pipeline names are not ids.
 	if ica.ValidID("run_id", name) == nil {
 		run, err := h.d.Queries.Run(ctx, name)

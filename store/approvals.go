@@ -121,11 +121,15 @@ func (s *Store) RequestApprovalWithCheck(ctx context.Context, in *ica.ApprovalRe
 			return err
 		}
 		key := checkKey(ap.ID, cb.TaskInstanceID)
-		if err := putJSON(tx.Bucket(bucketChecks), key, cb); err != nil {
+		// Everything of the callback but the job's token is in the entry,
+		// so the stored record is derivable from the ledger (ica check).
+		e, err := s.appendLedger(tx, st.now, KindApprovalCheckLinked, ap.ID, actor, checkLinkedData(ap.ID, cb))
+		if err != nil {
 			return err
 		}
-		if _, err := s.appendLedger(tx, st.now, "approval.check_linked", ap.ID, actor, map[string]any{
-			"approval_id": ap.ID, "plan_id": cb.PlanID, "job_id": cb.JobID, "task_instance_id": cb.TaskInstanceID, "plan_url": cb.PlanURL}); err != nil {
+		linked := *cb
+		linked.LinkedSeq = e.Seq
+		if err := putJSON(tx.Bucket(bucketChecks), key, &linked); err != nil {
 			return err
 		}
 		// The sealed job token waits beside the check until its answer
@@ -253,9 +257,11 @@ func (s *Store) requestApprovalTx(tx Tx, st *txState, in *ica.ApprovalRequest, a
 			return nil, false, nil, err
 		}
 	}
-	if _, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a); err != nil {
+	e, err := s.appendLedger(tx, st.now, ica.KindApprovalRequested, a.ID, actor, a)
+	if err != nil {
 		return nil, false, nil, err
 	}
+	a.LastSeq, a.DecisionSeq, a.DecisionHash = e.Seq, e.Seq, e.Hash
 	if err := putApproval(tx, nil, a); err != nil {
 		return nil, false, nil, err
 	}
@@ -412,7 +418,7 @@ func (s *Store) Transition(ctx context.Context, id string, t ica.Transition, act
 
 func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ica.Transition, actor string, extra ...map[string]any) error {
 	data := map[string]any{"approval_id": n.ID, "run_id": n.RunID, "action": t.Action, "from": prev.Status,
-		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via}
+		"to": n.Status, "by": t.By, "comment": t.Comment, "via": t.Via, "at": t.At}
 	if len(n.PolicyHashes) > 0 {
 		data["policy_hash"] = n.PolicyHashes[len(n.PolicyHashes)-1]
 	}
@@ -422,9 +428,14 @@ func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ic
 	if t.Action == ica.ActApproveTechnical || t.Action == ica.ActApproveBusiness {
 		data["technical_approvals"], data["technical_required"] = len(n.TechnicalApprovals), max(n.TechnicalRequired, 1)
 		data["business_approvals"], data["business_required"] = len(n.BusinessApprovals), max(n.BusinessRequired, 1)
-		if t.Finance {
-			data["finance"] = true
-		}
+	}
+	if t.Finance {
+		data["finance"] = true
+	}
+	// The counts the policy in force asks for, as set on the record (0:
+	// one), whenever they change: what a replay applies before the action.
+	if n.TechnicalRequired != prev.TechnicalRequired || n.BusinessRequired != prev.BusinessRequired {
+		data["requires"] = [2]int{n.TechnicalRequired, n.BusinessRequired}
 	}
 	for _, e := range extra {
 		for k, v := range e {
@@ -435,9 +446,11 @@ func (s *Store) recordTransition(tx Tx, st *txState, prev, n *ica.Approval, t ic
 	if n.Status == prev.Status {
 		kind = ica.KindApprovalTransition + "vote" // one of several approvals a step needs
 	}
-	if _, err := s.appendLedger(tx, st.now, kind, n.ID, actor, data); err != nil {
+	e, err := s.appendLedger(tx, st.now, kind, n.ID, actor, data)
+	if err != nil {
 		return err
 	}
+	n.LastSeq, n.DecisionSeq, n.DecisionHash = e.Seq, e.Seq, e.Hash
 	if err := putApproval(tx, prev, n); err != nil {
 		return err
 	}
@@ -524,10 +537,21 @@ func (s *Store) UpdateApproval(ctx context.Context, id, actor string, fn func(a 
 				return err
 			}
 		}
-		if kind != "" {
-			if _, err := s.appendLedger(tx, st.now, kind, a.ID, actor, data); err != nil {
-				return err
+		if kind == "" {
+			if !sameJSON(&prev, a) {
+				return ica.Errorf(ica.EINTERNAL, "approval %s: a change without a ledger entry", a.ID)
 			}
+			out = a
+			return s.enqueue(tx, st, msgs)
+		}
+		e, err := s.appendLedger(tx, st.now, kind, a.ID, actor, data)
+		if err != nil {
+			return err
+		}
+		a.LastSeq = e.Seq
+		// Every change must be what ica check derives from the entry.
+		if d, err := applyApprovalEntry(&prev, e); err != nil || !sameJSON(d, a) {
+			return ica.Errorf(ica.EINTERNAL, "approval %s: the change is not derivable from its %s entry (%v)", a.ID, kind, err)
 		}
 		if err := putApproval(tx, &prev, a); err != nil {
 			return err

@@ -79,10 +79,15 @@ func (s *Store) RecordCost(ctx context.Context, in *ica.CostInput, actor string)
 		kind := ica.KindCost
 		data := map[string]any{"entry": e}
 		if prev != nil {
-			kind = "cost.corrected"
+			kind = KindCostCorrected
 			data["previous_cost_usd"] = prev.CostUSD
 		}
-		if _, err := s.appendLedger(tx, st.now, kind, e.Key, actor, data); err != nil {
+		le, err := s.appendLedger(tx, st.now, kind, e.Key, actor, data)
+		if err != nil {
+			return err
+		}
+		e.LastSeq = le.Seq
+		if err := putJSON(tx.Bucket(bucketCosts), []byte(e.Key), e); err != nil {
 			return err
 		}
 		out, created = e, true
@@ -97,6 +102,7 @@ func (s *Store) UpsertCosts(ctx context.Context, entries []*ica.CostEntry, actor
 	err = s.update(func(tx Tx, st *txState) error {
 		changed = 0
 		var diffs []map[string]any
+		var stored []*ica.CostEntry
 		for _, e := range entries {
 			c := *e
 			c.RecordedAt, c.Actor = st.now, actor
@@ -108,7 +114,9 @@ func (s *Store) UpsertCosts(ctx context.Context, entries []*ica.CostEntry, actor
 				return err
 			}
 			if ch {
-				d := map[string]any{"key": c.Key, "cost_usd": c.CostUSD}
+				// The whole entry, so the record is derivable (ica check).
+				d := map[string]any{"key": c.Key, "cost_usd": c.CostUSD, "entry": &c}
+				stored = append(stored, &c)
 				if prev != nil {
 					d["previous_cost_usd"] = prev.CostUSD
 				}
@@ -119,8 +127,15 @@ func (s *Store) UpsertCosts(ctx context.Context, entries []*ica.CostEntry, actor
 			return err
 		}
 		if len(diffs) > 0 {
-			if _, err := s.appendLedger(tx, st.now, "cost.synced", "cost-management", actor, map[string]any{"changes": diffs}); err != nil {
+			le, err := s.appendLedger(tx, st.now, KindCostSynced, "cost-management", actor, map[string]any{"changes": diffs})
+			if err != nil {
 				return err
+			}
+			for _, c := range stored {
+				c.LastSeq = le.Seq
+				if err := putJSON(tx.Bucket(bucketCosts), []byte(c.Key), c); err != nil {
+					return err
+				}
 			}
 		}
 		changed = len(diffs)

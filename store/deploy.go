@@ -139,9 +139,11 @@ func (s *Store) useTx(tx Tx, st *txState, a *ica.Approval, commit, digest, actor
 	if n.Status == ica.ApprovalBypassed && len(v.Overrode) > 0 {
 		data["overrode"] = v.Overrode
 	}
-	if _, err := s.appendLedger(tx, st.now, KindApprovalUsed, n.ID, actor, data); err != nil {
+	e, err := s.appendLedger(tx, st.now, KindApprovalUsed, n.ID, actor, data)
+	if err != nil {
 		return nil, nil, err
 	}
+	n.LastSeq = e.Seq
 	if err := putApproval(tx, &prev, &n); err != nil {
 		return nil, nil, err
 	}
@@ -279,7 +281,7 @@ func (s *Store) supersedeTx(tx Tx, st *txState, pol *policy.Compiled, a *ica.App
 		return err
 	}
 	n.SupersededBy = by
-	if err := s.recordTransition(tx, st, a, n, t, "ica"); err != nil {
+	if err := s.recordTransition(tx, st, a, n, t, "ica", map[string]any{"superseded_by": by}); err != nil {
 		return err
 	}
 	if err := dequeueTx(tx, a.ID); err != nil {

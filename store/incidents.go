@@ -221,6 +221,12 @@ func alertData(inc *ica.Incident, a *ica.Alert, raw []byte, from string, route A
 	if len(raw) > 0 && json.Valid(raw) {
 		d["payload"] = json.RawMessage(raw)
 	}
+	// The alert as ICA understood it, so the incident is derivable from the
+	// entry (ica check) without parsing the payload again. Essentials is in
+	// the payload already.
+	na := *a
+	na.Essentials = nil
+	d["alert"] = &na
 	return d
 }
 
@@ -291,9 +297,11 @@ func (s *Store) RecordAlert(ctx context.Context, a *ica.Alert, raw []byte, actor
 			}
 		}
 		kind := map[string]string{AlertOpened: KindIncidentOpened, AlertReopened: KindIncidentReopened, AlertResolved: KindIncidentResolved}[cause]
-		if _, err := s.appendLedger(tx, st.now, kind, id, actor, alertData(next, a, raw, from, route)); err != nil {
+		e, err := s.appendLedger(tx, st.now, kind, id, actor, alertData(next, a, raw, from, route))
+		if err != nil {
 			return err
 		}
+		next.LastSeq = e.Seq
 		if err := putIncident(tx, prev, next); err != nil {
 			return err
 		}
@@ -350,10 +358,12 @@ func (s *Store) IncidentTransition(ctx context.Context, id string, t ica.Inciden
 			return err
 		}
 		data := map[string]any{"incident_id": id, "alert_id": prev.AlertID, "action": t.Action, "from": prev.Status,
-			"to": next.Status, "by": t.By, "comment": t.Comment, "via": t.Via, "paged": next.Paged, "version": next.Version}
-		if _, err := s.appendLedger(tx, st.now, ica.KindIncident+next.Status, id, actor, data); err != nil {
+			"to": next.Status, "by": t.By, "comment": t.Comment, "via": t.Via, "paged": next.Paged, "version": next.Version, "at": t.At}
+		e, err := s.appendLedger(tx, st.now, ica.KindIncident+next.Status, id, actor, data)
+		if err != nil {
 			return err
 		}
+		next.LastSeq = e.Seq
 		if err := putIncident(tx, prev, next); err != nil {
 			return err
 		}
@@ -412,7 +422,8 @@ func (s *Store) OverrideFreeze(ctx context.Context, id string, d ica.Decision, a
 			return err
 		}
 		data := map[string]any{"incident_id": id, "alert_id": inc.AlertID, "severity": inc.Severity, "status": inc.Status,
-			"by": dd.Decider, "reason": dd.Comment, "via": dd.Via, "resource_groups": inc.ResourceGroups, "subscriptions": inc.Subscriptions}
+			"by": dd.Decider, "reason": dd.Comment, "via": dd.Via, "resource_groups": inc.ResourceGroups, "subscriptions": inc.Subscriptions,
+			"at": dd.At, "fired": inc.Fired}
 		if _, err := s.appendLedger(tx, st.now, KindIncidentFreezeOverride, id, actor, data); err != nil {
 			return err
 		}
@@ -463,10 +474,21 @@ func (s *Store) UpdateIncident(ctx context.Context, id, actor string, fn func(in
 		if inc.ID != prev.ID || inc.Status != prev.Status || inc.Version != prev.Version {
 			return ica.Errorf(ica.EINTERNAL, "UpdateIncident may not change the incident's state")
 		}
-		if kind != "" {
-			if _, err := s.appendLedger(tx, st.now, kind, id, actor, data); err != nil {
-				return err
+		if kind == "" {
+			if !sameJSON(prev, &inc) {
+				return ica.Errorf(ica.EINTERNAL, "incident %s: a change without a ledger entry", id)
 			}
+			out = &inc
+			return s.enqueue(tx, st, msgs)
+		}
+		e, err := s.appendLedger(tx, st.now, kind, id, actor, data)
+		if err != nil {
+			return err
+		}
+		inc.LastSeq = e.Seq
+		// Every change must be what ica check derives from the entry.
+		if d, err := applyIncidentEntry(prev, e); err != nil || !sameJSON(d, &inc) {
+			return ica.Errorf(ica.EINTERNAL, "incident %s: the change is not derivable from its %s entry (%v)", id, kind, err)
 		}
 		if err := putIncident(tx, prev, &inc); err != nil {
 			return err
@@ -572,68 +594,4 @@ func (s *Store) OpenIncidents(fn func(inc *ica.Incident, overridden bool) error)
 // that read incidents and approvals together, such as freeze warnings).
 func (s *Store) ViewIncidents(fn func(tx IncidentReadTx) error) error {
 	return s.view(func(tx Tx) error { return fn(readTx{tx}) })
-}
-
-// checkIncidents compares the incident indexes with the incidents.
-func (s *Store) checkIncidents(tx Tx, rep *CheckReport) int {
-	b := tx.Bucket(bucketIncidents)
-	n := 0
-	open, posts := map[string]bool{}, map[string]string{}
-	ids := map[string]bool{}
-	_ = b.ForEach(func(k, v []byte) error {
-		var inc ica.Incident
-		if err := json.Unmarshal(v, &inc); err != nil {
-			rep.add("incident %s: unreadable", k)
-			return nil
-		}
-		n++
-		ids[inc.ID] = true
-		if string(k) != inc.ID || inc.ID != ica.IncidentIDFor(inc.AlertID) {
-			rep.add("incident %s: key or id does not match alert %s", k, inc.AlertID)
-		}
-		if !inc.Final() {
-			open[inc.ID] = true
-		}
-		if inc.Card.PostID != "" {
-			posts[inc.Card.PostID] = inc.ID
-		}
-		return nil
-	})
-	{
-		ob := tx.Bucket(bucketIncidentOpen)
-		got := 0
-		_ = ob.ForEach(func(k, _ []byte) error {
-			got++
-			if !open[string(k)] {
-				rep.add("index %s: stray key for incident %s", bucketIncidentOpen, k)
-			}
-			return nil
-		})
-		if got != len(open) {
-			rep.add("index %s: %d keys for %d open incidents", bucketIncidentOpen, got, len(open))
-		}
-	}
-	{
-		pb := tx.Bucket(bucketIncidentByPost)
-		_ = pb.ForEach(func(k, v []byte) error {
-			if posts[string(k)] != string(v) {
-				rep.add("index %s: post %s points to incident %s, whose card is another post", bucketIncidentByPost, k, v)
-			}
-			return nil
-		})
-		for p, id := range posts {
-			if pb.Get([]byte(p)) == nil {
-				rep.add("index %s: card %s of incident %s is not indexed", bucketIncidentByPost, p, id)
-			}
-		}
-	}
-	{
-		_ = tx.Bucket(bucketIncidentFreezes).ForEach(func(k, _ []byte) error {
-			if !ids[string(k)] {
-				rep.add("freeze override for unknown incident %s", k)
-			}
-			return nil
-		})
-	}
-	return n
 }

@@ -269,7 +269,7 @@ func TestStore_UpdateIncident_Card(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.UpdateIncident(ctx, inc.ID, "mattermost", func(i *ica.Incident) (string, any, []*ica.OutboxMessage, error) {
 		i.Card = ica.CardRef{ChannelID: "ch", PostID: "post-1"}
-		return store.KindIncidentCard, map[string]string{"post_id": "post-1"}, nil, nil
+		return store.KindIncidentCard, map[string]string{"post_id": "post-1", "channel_id": "ch"}, nil, nil
 	})
 	require.NoError(t, err)
 	got, err := s.IncidentByPost(ctx, "post-1")

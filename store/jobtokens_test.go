@@ -58,7 +58,7 @@ func TestStore_DeadLetter_DropsSealedSecret(t *testing.T) {
 // TestStore_SealLegacyJobTokens: the tokens an earlier ICA kept in clear are
 // sealed (a check still waiting) or erased (decided, dead letters) at start.
 func TestStore_SealLegacyJobTokens(t *testing.T) {
-	s, _ := MustOpen(t, func(o *store.Options) { o.TokenSealer = xorSealer{} })
+	s, _ := openUnchecked(t, func(o *store.Options) { o.TokenSealer = xorSealer{} })
 	ctx := context.Background()
 	open := approvalFor(t, s, "r1")
 	done := approvalFor(t, s, "r2")
@@ -109,6 +109,13 @@ func TestStore_SealLegacyJobTokens(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 2)
 	require.Equal(t, "sealed:", string(msgs[1].Sealed[:7]))
+
+	// The records written behind the ledger's back are what ica check
+	// names: the waiting one was answered (and dropped); the other stays.
+	rep, err := s.Check()
+	require.NoError(t, err)
+	require.Len(t, rep.Problems, 1, "%v", rep.Problems)
+	require.Contains(t, rep.Problems[0], "task t-done) is not in the ledger")
 }
 
 // backupRecordsWith returns the bucket/key of every record of a backup of s

@@ -17,6 +17,9 @@ import (
 	"github.com/ica-governance/ica"
 )
 
+// KindKeyAccepted records that the ledger accepts another key fingerprint.
+const KindKeyAccepted = "key.accepted"
+
 func keyFingerprintKey(kind string) []byte { return []byte("key_fingerprints:" + kind) }
 
 // KeyFingerprints are the accepted fingerprints of one kind of key, oldest first.
@@ -82,7 +85,7 @@ func (s *Store) AcceptKey(ctx context.Context, kind, fingerprint, actor string) 
 		if err := tx.Bucket(bucketMeta).Put(keyFingerprintKey(kind), raw); err != nil {
 			return err
 		}
-		_, err = s.appendLedger(tx, st.now, "key.accepted", kind, actor, map[string]any{"kind": kind, "fingerprint": fingerprint, "previous": fps})
+		_, err = s.appendLedger(tx, st.now, KindKeyAccepted, kind, actor, map[string]any{"kind": kind, "fingerprint": fingerprint, "previous": fps})
 		return err
 	})
 	return added, err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,8 +81,29 @@ func (s *Store) appendCanonical(tx Tx, now time.Time, kind, subject, actor strin
 	if err := tx.Bucket(bucketMeta).Put(keyHead, head); err != nil {
 		return nil, err
 	}
+	// The Merkle log: one leaf per entry, in the same transaction.
+	r, err := readRange(tx)
+	if err != nil {
+		return nil, err
+	}
+	if r.End() != seq {
+		// Entries appended by a replica of an older version (rolling update).
+		if err := merkleCatchUp(tx, r, seq, int(seq)); err != nil {
+			return nil, err
+		}
+	}
+	if err := merkleAppend(tx, r, e.Hash); err != nil {
+		return nil, err
+	}
+	if err := writeRange(tx, r); err != nil {
+		return nil, err
+	}
 	if e.Seq%s.opt.CheckpointEvery == 0 {
-		if err := s.putCheckpoint(tx, e.Seq, e.Hash, now); err != nil {
+		root, err := rootOf(r)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.signCheckpoint(tx, now, e.Seq, e.Hash, root); err != nil {
 			return nil, err
 		}
 	}
@@ -89,30 +111,122 @@ func (s *Store) appendCanonical(tx Tx, now time.Time, kind, subject, actor strin
 	return e, nil
 }
 
-func (s *Store) putCheckpoint(tx Tx, seq uint64, hash string, now time.Time) error {
-	cp := ica.SignCheckpoint(s.opt.Key, seq, hash, now)
-	buf, err := json.Marshal(cp)
-	if err != nil {
-		return err
+// keyOrigin is the meta key of the checkpoints' origin, fixed by the first
+// checkpoint signed with a note.
+var keyOrigin = []byte("checkpoint_origin")
+
+// origin returns the ledger's checkpoint origin, fixing it on first use:
+// "<public host>/ledger/<ledger id>". It never changes afterwards, whatever
+// ICA_PUBLIC_URL becomes, so every witness names the log the same way.
+func (s *Store) origin(tx Tx) (string, error) {
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keyOrigin); len(v) > 0 {
+		return string(v), nil
 	}
-	return tx.Bucket(bucketCheckpoints).Put(u64(seq), buf)
+	o := ica.CheckpointOrigin(s.opt.PublicHost, s.ledgerID)
+	return o, meta.Put(keyOrigin, []byte(o))
 }
 
-// Checkpoint signs the current head (if it has no checkpoint yet) and returns
-// it. Exports end at such a checkpoint.
+// Origin returns the origin of the ledger's checkpoints (empty until the
+// first one is signed).
+func (s *Store) Origin() (string, error) {
+	var o string
+	err := s.view(func(tx Tx) error {
+		o = string(tx.Bucket(bucketMeta).Get(keyOrigin))
+		return nil
+	})
+	return o, err
+}
+
+// signCheckpoint signs the tree of seq entries (chain head hash, Merkle
+// root root) twice, as an ica-checkpoint:v1 signature and as a C2SP signed
+// note, stores it and queues its publication to the witnesses.
+func (s *Store) signCheckpoint(tx Tx, now time.Time, seq uint64, hash string, root []byte) (ica.Checkpoint, error) {
+	origin, err := s.origin(tx)
+	if err != nil {
+		return ica.Checkpoint{}, err
+	}
+	cp := ica.SignCheckpoint(s.opt.Key, seq, hash, now)
+	cp.Origin, cp.Root = origin, hex.EncodeToString(root)
+	cp.Note, err = ica.SignCheckpointNote(s.opt.Key, &ica.CheckpointNote{Origin: origin, Size: seq, Root: root, ChainHead: hash, Time: cp.Time})
+	if err != nil {
+		return ica.Checkpoint{}, err
+	}
+	buf, err := json.Marshal(cp)
+	if err != nil {
+		return ica.Checkpoint{}, err
+	}
+	if err := tx.Bucket(bucketCheckpoints).Put(u64(seq), buf); err != nil {
+		return ica.Checkpoint{}, err
+	}
+	if s.opt.CheckpointMessages != nil && !givenUp(tx, seq) {
+		if err := s.enqueueAt(tx, now, nil, s.opt.CheckpointMessages(s.ledgerID, &cp)); err != nil {
+			return ica.Checkpoint{}, err
+		}
+	}
+	return cp, nil
+}
+
+// givenUp reports whether the witness already holds a checkpoint of size
+// seq from the history an accepted rollback gave up: publishing this one
+// could only fail (the witness never overwrites), and the rollback's entry
+// already records why they differ.
+func givenUp(tx Tx, seq uint64) bool {
+	v := tx.Bucket(bucketMeta).Get(keyRollbacks)
+	if v == nil {
+		return false
+	}
+	var rbs []acceptedRollback
+	if json.Unmarshal(v, &rbs) != nil {
+		return false
+	}
+	for _, rb := range rbs {
+		if seq > rb.From && seq <= rb.Abandons {
+			return true
+		}
+	}
+	return false
+}
+
+// Checkpoint signs the current head (if it has no checkpoint with a note
+// yet) and returns it. Exports end at such a checkpoint; the scheduler calls
+// it every ICA_CHECKPOINT_INTERVAL, so a head that moved is witnessed.
 func (s *Store) Checkpoint() (ica.Checkpoint, error) {
 	var cp ica.Checkpoint
+	found := false
+	if err := s.view(func(tx Tx) error {
+		seq, _ := readHead(tx)
+		if v := tx.Bucket(bucketCheckpoints).Get(u64(seq)); v != nil {
+			if err := json.Unmarshal(v, &cp); err != nil {
+				return err
+			}
+			found = cp.Note != ""
+		}
+		return nil
+	}); err != nil || found {
+		return cp, err
+	}
 	err := s.update(func(tx Tx, st *txState) error {
 		seq, hash := readHead(tx)
 		if v := tx.Bucket(bucketCheckpoints).Get(u64(seq)); v != nil {
-			return json.Unmarshal(v, &cp)
+			if err := json.Unmarshal(v, &cp); err != nil {
+				return err
+			}
+			if cp.Note != "" {
+				return nil
+			}
+			// Signed before the ledger was a Merkle log: sign it again with
+			// its note (the v1 signature is the same).
 		}
-		cp = ica.SignCheckpoint(s.opt.Key, seq, hash, st.now)
-		buf, err := json.Marshal(cp)
+		root, err := rootAt(tx, seq)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketCheckpoints).Put(u64(seq), buf)
+		cp, err = s.signCheckpoint(tx, st.now, seq, hash, root)
+		if err == nil {
+			st.wake()
+		}
+		return err
 	})
 	return cp, err
 }

@@ -40,6 +40,13 @@ func outboxPrefix(dest string) []byte { return append([]byte(dest), 0) }
 // enqueue adds messages to the outbox inside tx. A message whose Key was
 // already enqueued (and is queued or recently delivered) is dropped.
 func (s *Store) enqueue(tx Tx, st *txState, msgs []*ica.OutboxMessage) error {
+	return s.enqueueAt(tx, st.now, st, msgs)
+}
+
+// enqueueAt is enqueue for callers without the operation's state (a
+// checkpoint signed inside an append): st may be nil, and then the commit
+// wakes this process's dispatcher itself.
+func (s *Store) enqueueAt(tx Tx, now time.Time, st *txState, msgs []*ica.OutboxMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -57,21 +64,25 @@ func (s *Store) enqueue(tx Tx, st *txState, msgs []*ica.OutboxMessage) error {
 			return err
 		}
 		c := *m
-		c.ID, c.CreatedAt, c.NextAttempt, c.Attempts = id, st.now, st.now, 0
+		c.ID, c.CreatedAt, c.NextAttempt, c.Attempts = id, now, now, 0
 		c.ClaimedBy, c.ClaimedUntil = "", time.Time{}
 		if err := putJSON(ob, outboxKey(c.Destination, id), &c); err != nil {
 			return err
 		}
 		if c.Key != "" {
 			// Value: the enqueue time, so old keys can be pruned.
-			if err := keys.Put([]byte(c.Key), timeKey(st.now)); err != nil {
+			if err := keys.Put([]byte(c.Key), timeKey(now)); err != nil {
 				return err
 			}
 		}
 		added++
 	}
 	if added > 0 {
-		st.req.enqueued = true
+		if st != nil {
+			st.req.enqueued = true
+		} else if wake := s.opt.OnEnqueue; wake != nil {
+			tx.OnCommit(wake)
+		}
 		tx.OnCommit(func() { s.outboxDepth.Add(int64(added)) })
 	}
 	return nil

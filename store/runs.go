@@ -89,7 +89,7 @@ func (s *Store) StartRun(ctx context.Context, in *ica.RunStart, actor string) (r
 		if err != nil {
 			return err
 		}
-		r.StartSeq = e.Seq
+		r.StartSeq, r.LastSeq = e.Seq, e.Seq
 		if err := s.putRun(tx, r); err != nil {
 			return err
 		}
@@ -383,7 +383,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 		if err != nil {
 			return err
 		}
-		r.AuditHash = le.Hash
+		r.AuditHash, r.LastSeq = le.Hash, le.Seq
 		if err := s.putRun(tx, r); err != nil {
 			return err
 		}

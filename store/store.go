@@ -43,6 +43,9 @@ var (
 	bucketOutboxKeys    = []byte("outbox_keys")
 	bucketOutboxDead    = []byte("outbox_dead")
 	bucketChecks        = []byte("approval_checks")
+	// bucketWitness holds, per checkpoint seq, where and when a witness
+	// took it (operational: outside the replay).
+	bucketWitness = []byte("witness_receipts")
 
 	// allBuckets is the schema: every bucket every engine has. A bucket
 	// added here is created on an existing bbolt file at its next start,
@@ -55,7 +58,8 @@ var (
 		bucketDashboardLinks, bucketAzureBudgets, bucketAzureBudgetDedup,
 		bucketPolicy, bucketDeployLocks, bucketDeployQueue, bucketDeployQueuePos, bucketDeployments,
 		bucketUsedTriggers, bucketDialogNonces, bucketNonceExpiry,
-		bucketJobTokens}
+		bucketJobTokens,
+		bucketWitness}
 
 	keyHead     = []byte("head")
 	keySchema   = []byte("schema")
@@ -77,6 +81,14 @@ type Options struct {
 	Logger   *slog.Logger
 	// CheckpointEvery signs a checkpoint every N ledger entries (default 1000).
 	CheckpointEvery uint64
+	// PublicHost names the log in the checkpoints' origin
+	// ("<public host>/ledger/<ledger id>", fixed by the first checkpoint):
+	// ICA_PUBLIC_URL, or ica.PlaceholderHost when empty.
+	PublicHost string
+	// CheckpointMessages returns the outbox messages that publish a new
+	// checkpoint to the witnesses (Azure Blob, a Mattermost channel); they
+	// are queued in the transaction that signs it. Nil publishes nothing.
+	CheckpointMessages func(ledgerID string, cp *ica.Checkpoint) []*ica.OutboxMessage
 	// ApprovalTimeout gives the expiry of a new approval per target (default 4h).
 	ApprovalTimeout func(target string) time.Duration
 	// FinanceThreshold: an estimated cost above it needs a finance approver (0 disables).
@@ -232,6 +244,9 @@ func (s *Store) init() (err error) {
 		}
 	}()
 	if err := s.ensureLedgerID(); err != nil {
+		return err
+	}
+	if err := s.backfillMerkle(); err != nil {
 		return err
 	}
 	return s.eng.View(func(tx Tx) error {
@@ -398,6 +413,8 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 // check checkpoint keys (a backup may be verified without the signing key).
 func VerifyBackup(path string) (err error) {
 	defer func() {
+		// bbolt panics on some kinds of damage (a file cut short) while
+		// reading pages.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("backup %s is corrupted (%v)", path, r)
 		}

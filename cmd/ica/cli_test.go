@@ -59,7 +59,7 @@ func TestMain_HelpForEveryCommand(t *testing.T) {
 func TestMain_HelpNamesEveryFlag(t *testing.T) {
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+)`)
 	for _, c := range [][]string{{"serve"}, {"check"}, {"backup", "x"}, {"restore", "x"}, {"health"}, {"export"},
-		{"verify", "x"}, {"key"}, {"config", "validate"}} {
+		{"verify", "x"}, {"key"}, {"config", "validate"}, {"proof", "A-1"}, {"verify-proof", "x"}} {
 		t.Run(c[0], func(t *testing.T) {
 			code, _, errOut := icaCmd2(t, nil, append(c, "--no-such-flag")...)
 			require.Equal(t, 2, code, errOut)

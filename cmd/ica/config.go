@@ -151,6 +151,14 @@ type Config struct {
 		Container        string `yaml:"container"`
 	} `yaml:"blob"`
 
+	// Ledger: signed checkpoints and where they are witnessed (the blob
+	// container above, and optionally a Mattermost channel)
+	// (ICA_CHECKPOINT_INTERVAL, ICA_CHECKPOINT_CHANNEL).
+	Ledger struct {
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+		CheckpointChannel  string        `yaml:"checkpoint_channel"`
+	} `yaml:"ledger"`
+
 	// ADOHosts are the Azure DevOps hosts a check callback may be posted to (ICA_ADO_HOSTS).
 	ADOHosts []string `yaml:"ado_hosts"`
 
@@ -246,6 +254,7 @@ func defaultConfig() *Config {
 	c.ADOHosts = []string{"dev.azure.com", "*.visualstudio.com"}
 	c.Cost.Interval = 6 * time.Hour
 	c.Callbacks.ApproverRefresh = 10 * time.Minute
+	c.Ledger.CheckpointInterval = time.Minute
 	return c
 }
 
@@ -365,6 +374,7 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 	str("ICA_BLOB_CONNECTION_STRING", &c.Blob.ConnectionString)
 	str("ICA_BLOB_ACCOUNT_URL", &c.Blob.AccountURL)
 	str("ICA_BLOB_CONTAINER", &c.Blob.Container)
+	str("ICA_CHECKPOINT_CHANNEL", &c.Ledger.CheckpointChannel)
 	str("ICA_ENTRA_TENANT_ID", &c.Entra.TenantID)
 	list("ICA_ENTRA_AUDIENCES", &c.Entra.Audiences)
 	list("ICA_FINANCE_APPROVERS", &c.Approval.FinanceApprovers)
@@ -434,7 +444,8 @@ func (c *Config) applyEnv(getenv func(string) string, p *problems) {
 		env string
 		dst *time.Duration
 	}{{"ICA_APPROVAL_TIMEOUT", &c.Approval.Timeout}, {"ICA_COST_SYNC_INTERVAL", &c.Cost.Interval},
-		{"ICA_REMINDER_BEFORE", &c.Approval.ReminderBefore}, {"ICA_APPROVAL_USE_WINDOW", &c.Approval.UseWindow}} {
+		{"ICA_REMINDER_BEFORE", &c.Approval.ReminderBefore}, {"ICA_APPROVAL_USE_WINDOW", &c.Approval.UseWindow},
+		{"ICA_CHECKPOINT_INTERVAL", &c.Ledger.CheckpointInterval}} {
 		if s := getenv(v.env); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil {
@@ -515,6 +526,9 @@ func hashedTokens(what string, toks []Token) (map[string]string, error) {
 func (c *Config) validate(p *problems) {
 	if err := c.Database.validate(); err != nil {
 		p.addf("%v", err)
+	}
+	if c.Ledger.CheckpointInterval < time.Second {
+		p.addf("ledger.checkpoint_interval (ICA_CHECKPOINT_INTERVAL) %s is shorter than a second", c.Ledger.CheckpointInterval)
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		p.addf("addr (ICA_ADDR) %q is not host:port, e.g. 127.0.0.1:8080 or :8080", c.Addr)

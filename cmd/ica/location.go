@@ -20,6 +20,8 @@ type ledgerLocation struct {
 	From string // "--data-dir", "ICA_DATA_DIR", "data_dir in FILE", "the default ./data"
 	// SigningKey is ICA_SIGNING_KEY, or signing_key from the configuration file.
 	SigningKey string
+	// ConfigPath is the configuration file (--config or ICA_CONFIG), if any.
+	ConfigPath string
 	// Database is the shared ledger (ICA_DATABASE_URL or database.url of
 	// the configuration file); an explicit --data-dir overrides it.
 	Database DatabaseConfig
@@ -33,7 +35,7 @@ func locationFlags(fs *flag.FlagSet, getenv func(string) string) func() (ledgerL
 	dir := fs.String("data-dir", "", "ledger directory (default: ICA_DATA_DIR, else data_dir of --config, else ./data)")
 	config := fs.String("config", getenv("ICA_CONFIG"), "configuration file whose data_dir and signing_key to use (ICA_CONFIG)")
 	return func() (ledgerLocation, error) {
-		loc := ledgerLocation{SigningKey: getenv("ICA_SIGNING_KEY")}
+		loc := ledgerLocation{SigningKey: getenv("ICA_SIGNING_KEY"), ConfigPath: *config}
 		var file struct {
 			DataDir    string         `yaml:"data_dir"`
 			SigningKey string         `yaml:"signing_key"`
@@ -96,6 +98,11 @@ func (l ledgerLocation) shared() bool { return l.Database.URL != "" }
 // beside (or without) a server: the database, or the ledger file, which no
 // server may hold then. It returns the signing key too.
 func (l ledgerLocation) openStore(ctx context.Context) (*store.Store, ed25519.PrivateKey, error) {
+	return l.openStoreWith(ctx, store.Options{})
+}
+
+// openStoreWith is openStore with more options (the key is set here).
+func (l ledgerLocation) openStoreWith(ctx context.Context, opt store.Options) (*store.Store, ed25519.PrivateKey, error) {
 	if l.shared() {
 		if l.SigningKey == "" {
 			return nil, nil, errors.New("ICA_SIGNING_KEY is required with ICA_DATABASE_URL (the key the replicas sign with)")
@@ -108,7 +115,8 @@ func (l ledgerLocation) openStore(ctx context.Context) (*store.Store, ed25519.Pr
 		if err != nil {
 			return nil, nil, err
 		}
-		st, err := store.OpenPostgres(ctx, pc, store.Options{Key: key})
+		opt.Key = key
+		st, err := store.OpenPostgres(ctx, pc, opt)
 		return st, key, err
 	}
 	if _, err := os.Stat(l.ledger()); err != nil {
@@ -121,6 +129,7 @@ func (l ledgerLocation) openStore(ctx context.Context) (*store.Store, ed25519.Pr
 	if err := store.CheckSize(l.ledger()); err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(l.ledger(), store.Options{Key: key})
+	opt.Key = key
+	st, err := store.Open(l.ledger(), opt)
 	return st, key, err
 }

@@ -37,11 +37,13 @@ func main() {
 const usage = `ica — Internal Control Architecture: deployment governance in Mattermost.
 
 Usage:
-  ica serve [--config FILE]          run the service (defaults: ./data, 127.0.0.1:8080)
+  ica serve [--config FILE] [--accept-rollback REASON]
+                                     run the service (defaults: ./data, 127.0.0.1:8080)
   ica config example                 print a complete, commented configuration
   ica config validate [--config FILE]
                                      check a configuration (file and ICA_… variables); list every problem
-  ica check [--data-dir DIR]         verify the whole hash chain and the indexes
+  ica check [--data-dir DIR]         prove the ledger against itself, its state and its witness
+                                     (exit 0 consistent, 1 tampered or inconsistent, 3 witness unreadable)
   ica backup FILE [--data-dir DIR]   hot, consistent copy of the ledger (also while serving)
   ica backup [FILE] --url URL [--blob]
                                      download a backup over HTTP (admin token); --blob uploads it to Azure Blob
@@ -56,6 +58,10 @@ Usage:
                                      signed audit export (works while serving)
   ica verify FILE [--public-key HEX] check an export offline; names the first bad record
   ica key [--data-dir DIR]           print the signing public key and its fingerprint (for auditors to pin)
+  ica proof APPROVAL_ID | --seq N [--out FILE]
+                                     inclusion proof of an approval's latest decision (or an entry)
+  ica verify-proof FILE --public-key HEX
+                                     check a proof bundle offline
   ica token hash [TOKEN]             print the SHA-256 of a token for the YAML config
   ica policy apply FILE|show|explain --run ID [--target T]
                                      record the deployment policy; print it; each rule's verdict for a run
@@ -74,14 +80,17 @@ ICA_CONFIG), else ./data. Every setting can come from the environment
 
 // commandHelp is each subcommand's --help text.
 var commandHelp = map[string]string{
-	"serve": `Usage: ica serve [--config FILE]
+	"serve": `Usage: ica serve [--config FILE] [--accept-rollback REASON]
 
 Run the service. With no file and no environment it keeps its ledger in
 ./data and listens on 127.0.0.1:8080; every setting can also come from the
 environment (ICA_…), which wins over the file.
 
 Flags:
-  --config FILE   YAML configuration file (default: ICA_CONFIG)
+  --config FILE              YAML configuration file (default: ICA_CONFIG)
+  --accept-rollback REASON   serve a ledger that is behind its newest witnessed
+                             checkpoint (a restored backup); the reason is
+                             recorded in the ledger
 `,
 	"config": `Usage: ica config example
        ica config validate [--config FILE]
@@ -96,10 +105,13 @@ Flags (validate):
 `,
 	"check": `Usage: ica check [--data-dir DIR] [--config FILE]
 
-Recompute every hash of the chain, check the checkpoints' signatures and
-every index. Asks the running server through its admin socket, or opens
-the file when no server runs. Exit 0 consistent, 1 a problem (named), 2 the
-ledger could not be read.
+Recompute every hash of the chain and the Merkle log, check the
+checkpoints' signatures and the witnessed copies (witness.container), and
+derive the state (runs, approvals, incidents, costs, policies, budgets)
+from the entries. Asks the running server through its admin socket, opens
+the file when no server runs, or reads the database (ICA_DATABASE_URL)
+while replicas serve. Exit 0 consistent, 1 a problem (named), 2 the ledger
+could not be read, 3 the witness could not be read.
 
 Flags:
   --data-dir DIR  ledger directory (default: ICA_DATA_DIR, else data_dir of --config, else ./data)
@@ -184,6 +196,29 @@ Flags:
   --data-dir DIR  ledger directory (default: ICA_DATA_DIR, else data_dir of --config, else ./data)
   --config FILE   configuration file whose data_dir and signing_key to use (default: ICA_CONFIG)
 `,
+	"proof": `Usage: ica proof APPROVAL_ID | --seq N [--out FILE] [--data-dir DIR] [--config FILE]
+
+Write the inclusion proof of an approval's latest decision (or of ledger
+entry N) against a signed checkpoint: the entry, its audit path, the
+checkpoint and, once it is witnessed, where. Signs a checkpoint of the head
+first when none covers the entry yet. Check it offline with
+ica verify-proof.
+
+Flags:
+  --seq N         the ledger entry to prove (instead of an approval id)
+  --out FILE      where to write the bundle (default proof-<approval or seq>.json)
+  --data-dir DIR  ledger directory (default: ICA_DATA_DIR, else data_dir of --config, else ./data)
+  --config FILE   configuration file whose data_dir and signing_key to use (default: ICA_CONFIG)
+`,
+	"verify-proof": `Usage: ica verify-proof FILE --public-key HEX
+
+Check a proof bundle offline: the entry's hash, its audit path to the
+checkpoint's root, and the checkpoint's signature with the key you trust
+(the bundle's own key proves nothing). Exit 0 proven, 1 not.
+
+Flags:
+  --public-key HEX  the ledger's Ed25519 public key (hex), from a source you trust
+`,
 	"token": `Usage: ica token hash [TOKEN]
 
 Print the SHA-256 of a token, the form the YAML configuration keeps
@@ -244,6 +279,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdExport(ctx, rest, getenv, stdout, stderr)
 	case "verify":
 		return cmdVerify(rest, getenv, stdout, stderr)
+	case "proof":
+		return cmdProof(ctx, rest, getenv, stdout, stderr)
+	case "verify-proof":
+		return cmdVerifyProof(rest, stdout, stderr)
 	case "run", "approval":
 		// The pipeline client: what Azure Pipelines steps run.
 		return pipelines.Main(ctx, args[1:], getenv, stdout, stderr)

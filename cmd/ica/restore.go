@@ -167,16 +167,7 @@ func checkLedgerFile(path string, key ed25519.PrivateKey) (*store.CheckReport, e
 	return rep, err
 }
 
-func printReport(w io.Writer, rep *store.CheckReport) {
-	fmt.Fprintf(w, "entries: %d\nhead: %s\ncheckpoints: %d\nruns: %d\napprovals: %d\n",
-		rep.Entries, rep.Head, rep.Checkpoints, rep.Runs, rep.Approvals)
-	for _, p := range rep.Problems {
-		fmt.Fprintln(w, "PROBLEM:", p)
-	}
-	if rep.OK() {
-		fmt.Fprintln(w, "ok: the hash chain and the indexes are consistent")
-	}
-}
+func printReport(w io.Writer, rep *store.CheckReport) { printCheck(w, rep) }
 
 // copyToTemp copies r into a new file in dir (mode 0600), synced to disk,
 // and returns its path.

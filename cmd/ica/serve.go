@@ -52,6 +52,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("ICA_CONFIG"), "YAML configuration file (ICA_CONFIG)")
+	acceptRollback := fs.String("accept-rollback", "", "serve a ledger behind its newest witnessed checkpoint; the `reason` is recorded in the ledger")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -90,6 +91,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory %s (ICA_DATA_DIR): %w", cfg.DataDir, err)
 	}
+	warnKeyBesideLedger(cfg, log) // witness.go
 	key, err := loadSigningKey(cfg)
 	if err != nil {
 		return err
@@ -97,6 +99,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var clock ica.Clock = ica.SystemClock{}
 	if c := serveClockHook.Load(); c != nil { // test seam (seams.go)
 		clock = c
+	}
+	blobs, err := witnessBlobs(cfg) // the checkpoint witness (witness.go)
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -163,8 +169,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		RouteAlert:         alertRouter(&cfg.Alerts.Routing, pdEnabled),
 		Incidents:          incNotifier,
 		TokenSealer:        jobTokens,
+		PublicHost:         cfg.PublicURL,
+		CheckpointMessages: checkpointMessages(cfg, blobs != nil, mmEnabled),
 	}, log, &status)
 	if err != nil {
+		return err
+	}
+	if err := witnessAtStart(ctx, blobs, st, *acceptRollback, log); err != nil {
+		st.Close()
 		return err
 	}
 	if n, err := st.SealLegacyJobTokens(); err != nil {
@@ -198,6 +210,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		deliveries.WithLabelValues(dest, outcome).Inc()
 	})
 	disp.Register(ica.CheckDestination, &icapipelines.CheckDeliverer{Tokens: jobTokens})
+	registerWitness(disp, blobs, st, log)
 
 	// The deployment policy in force (policy.go).
 	pol, err := startPolicy(ctx, st, cfg, orDefault(*configPath, "the environment")+" at start", log)
@@ -335,7 +348,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			Dashboard: dash}) // dashboard: /ica dashboard
 		h.Router().Handle("/mattermost/slash", h.RouteUnlimited(slash.HandleSlash)).Methods(http.MethodPost)
 	}
-	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log}
+	admin := &adminHandler{store: st, exporter: ledgerExporter{st: st, key: key, clock: clock}, log: log, witness: blobs}
 	if at, err := hashedTokens("admin token", cfg.AdminTokens); err != nil {
 		st.Close()
 		return err
@@ -348,6 +361,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		h.Router().Handle("/api/v1/admin/backup", h.Route(auth, admin.backup)).Methods(http.MethodGet)
 	} else {
 		h.Router().Handle("/api/v1/admin/backup", h.NotConfigured("the remote backup", "ICA_ADMIN_TOKENS")).Methods(http.MethodGet)
+	}
+	if err := registerProofRoute(h, st, pipelines, cfg); err != nil { // proof.go
+		st.Close()
+		return err
 	}
 
 	if hook := serveRoutesHook.Load(); hook != nil { // test seam (seams.go)
@@ -408,7 +425,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			if syncer != nil {
 				syncer.Start(lctx)
 			}
-			housekeeping(lctx, st, clock, log)
+			checkpointLoop(lctx, st, clock, cfg.Ledger.CheckpointInterval, log)
 			sched.Stop()
 			if syncer != nil {
 				syncer.Stop()
@@ -477,36 +494,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return nil
 	}
 	return err
-}
-
-// housekeeping signs a checkpoint of the head every few minutes (so an
-// export or an audit never waits for the next N entries) and forgets old
-// outbox idempotency keys once a day.
-func housekeeping(ctx context.Context, st *store.Store, clock ica.Clock, log *slog.Logger) {
-	lastSeq := uint64(0)
-	lastPrune := time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-clock.After(5 * time.Minute):
-		}
-		if seq := st.LedgerEntries(); seq != lastSeq {
-			if _, err := st.Checkpoint(); err != nil {
-				log.Warn("checkpoint failed", "err", err)
-			} else {
-				lastSeq = seq
-			}
-		}
-		if clock.Now().Sub(lastPrune) > 24*time.Hour {
-			if n, err := st.PruneOutboxKeys(ctx); err != nil {
-				log.Warn("prune outbox keys", "err", err)
-			} else if n > 0 {
-				log.Info("pruned outbox keys", "count", n)
-			}
-			lastPrune = clock.Now()
-		}
-	}
 }
 
 // botConfig maps the configuration onto the bot's policy.

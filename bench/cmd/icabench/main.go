@@ -28,6 +28,7 @@ var scenarios = map[string]scenario{
 	"clicks": {"10,000 pending approvals, 4 racing clickers each, vs 1 clicker (real server, fake Mattermost)", runClicks},
 	"alerts": {"Azure Monitor alert -> PagerDuty event latency at 50/s and a 5,000 burst (fake PagerDuty)", runAlerts},
 	"export": {"1,000,000 runs as CSV and JSON, ica verify, 10,000 runs as PDF vs a bbolt scan", runExport},
+	"ledger": {"ica check (replay + Merkle + witness) of a 1,000,000-entry ledger vs a chain-only check; proof generation and verification", runLedger},
 }
 
 func usage(w io.Writer) {

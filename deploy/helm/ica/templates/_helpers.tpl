@@ -51,15 +51,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Every secret ICA reads, as env entries from the Secret (never inlined). With
-a database the signing key and the action secret are required: replicas
-share one ledger and must sign alike, so a pod without them does not start
-(CreateContainerConfigError names the missing key) rather than generate its
-own.
+Every secret ICA reads, as env entries from the Secret (never inlined). The
+signing key is never optional: a key generated beside the ledger, on its
+volume, could be read and used by whoever can write the ledger, so the pod
+does not start without the key in the Secret. With a database the action
+secret is required too: replicas share one ledger and must sign alike
+(CreateContainerConfigError names the missing key).
 */}}
 {{- define "ica.secretEnv" -}}
 {{- $secret := include "ica.secretName" . }}
-{{- $required := list }}
+{{- $required := list "ICA_SIGNING_KEY" }}
 {{- if include "ica.database" . }}
 {{- $required = list "ICA_ACTION_SECRET" "ICA_SIGNING_KEY" }}
 {{- end }}
@@ -70,6 +71,21 @@ own.
       name: {{ $secret }}
       key: {{ $key }}
       optional: {{ not (has $key $required) }}
+{{- end }}
+{{- end }}
+
+{{/* The signing key of a chart-made Secret: the value given, else the one
+the Secret already holds (lookup), else a new random one (32 bytes, hex). */}}
+{{- define "ica.signingKey" -}}
+{{- if .Values.secrets.ICA_SIGNING_KEY }}
+{{- .Values.secrets.ICA_SIGNING_KEY }}
+{{- else }}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (include "ica.secretName" .) }}
+{{- if and $old $old.data (hasKey $old.data "ICA_SIGNING_KEY") }}
+{{- index $old.data "ICA_SIGNING_KEY" | b64dec }}
+{{- else }}
+{{- randAlphaNum 64 | sha256sum }}
+{{- end }}
 {{- end }}
 {{- end }}
 

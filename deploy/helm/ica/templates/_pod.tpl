@@ -78,7 +78,8 @@ metadata:
   annotations:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
     {{- if not .Values.existingSecret }}
-    checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- /* The values, not the rendered Secret: a generated signing key must not roll the pods at every upgrade. */}}
+    checksum/secret: {{ toJson .Values.secrets | sha256sum }}
     {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
