@@ -304,6 +304,9 @@ func (b *Bot) HandleDialog(w http.ResponseWriter, r *http.Request) error {
 		_ = b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID)
 		return dialogReply(w, &model.SubmitDialogResponse{})
 	}
+	if err := b.allowUser("dialog", st.UserID); err != nil {
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
+	}
 	text := func(k string) string { s, _ := req.Submission[k].(string); return strings.TrimSpace(s) }
 	t := ica.Transition{Action: st.Action, Via: "mattermost"}
 	field := "comment"

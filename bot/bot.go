@@ -116,6 +116,7 @@ type Bot struct {
 	missMu    sync.Mutex // one resolution after a miss at a time
 
 	incidents *incidentCards // incident cards and freeze warnings (incident.go); nil: disabled
+	limiter   UserLimiter    // per verified user on /mattermost/*; nil: none
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -609,3 +609,49 @@ func (h *harness) storedContext(postID, actionID string) map[string]any {
 	require.NotNil(h.t, a, "button %s on post %s", actionID, postID)
 	return a.Integration.Context
 }
+
+// userLimiter refuses every user named in deny and records who was asked.
+type userLimiter struct {
+	mu    sync.Mutex
+	deny  map[string]bool
+	asked []string
+}
+
+func (l *userLimiter) AllowUser(id string) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked = append(l.asked, id)
+	return !l.deny[id], 1500 * time.Millisecond
+}
+
+// A click over the per-user limit is refused with the wait, and changes
+// nothing; the limit is asked with the id Mattermost proved, and a forged
+// click never reaches it (it cannot spend a real approver's allowance).
+func TestBot_PerUserLimit(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.request("1030", 10)
+	h.settle()
+	tech1 := h.mm.UserID("tech1")
+	lim := &userLimiter{deny: map[string]bool{tech1: true}}
+	h.bot.LimitUsers(lim)
+	before := h.store.LedgerEntries()
+
+	res := h.click(id, "approvetechnical", "tech1")
+	require.Equal(t, 200, res.Status)
+	require.Contains(t, h.lastEphemeral("tech1"), "faster than ICA accepts")
+	require.Contains(t, h.lastEphemeral("tech1"), "try again in 2s")
+	require.Equal(t, before, h.store.LedgerEntries(), "nothing recorded")
+	require.Equal(t, []string{tech1}, lim.asked)
+
+	// A request that claims tech1 without Mattermost's trigger_id.
+	body := fmt.Sprintf(`{"user_id":%q,"post_id":%q,"trigger_id":"forged","context":{"approval_id":%q,"action":"approvetechnical"}}`, tech1, h.card(id).Id, id)
+	resp, err := http.Post(h.srv.URL+"/mattermost/actions", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, []string{tech1}, lim.asked, "a forged click is refused before the limit")
+
+	lim.deny = nil
+	h.click(id, "approvetechnical", "tech2")
+	require.Equal(t, "technical_approved", h.status(id)["status"])
+	require.Equal(t, []string{tech1, h.mm.UserID("tech2")}, lim.asked)
+}

@@ -117,6 +117,9 @@ func (b *Bot) Verify(ctx context.Context, what, triggerID, userID string, attrs 
 		b.log.Warn("refused Mattermost "+what+": trigger_id does not prove the user", append([]any{"reason", reason, "user_id", clip(userID, 40)}, attrs...)...)
 		return nil, ica.Errorf(ica.EFORBIDDEN, "ICA could not confirm that this came from you through Mattermost, so nothing was changed")
 	}
+	if err := b.allowUser(what, userID); err != nil {
+		return nil, err
+	}
 	u, err := b.user(ctx, userID)
 	if err != nil {
 		b.log.Warn("refused Mattermost "+what+": user lookup failed", append([]any{"user_id", userID, "err", err}, attrs...)...)
@@ -345,4 +348,27 @@ func (b *Bot) isRequester(ctx context.Context, a *ica.Approval, u *model.User) (
 		names = append(names, rr.Email)
 	}
 	return ica.IsRequester(u.Username, u.Email, names...), nil
+}
+
+// UserLimiter limits the requests of one Mattermost user (a click, a
+// command, a dialog submission), by the user id Mattermost proved.
+type UserLimiter interface {
+	AllowUser(userID string) (bool, time.Duration)
+}
+
+// LimitUsers installs the per-user limit of /mattermost/* (nil: none).
+func (b *Bot) LimitUsers(l UserLimiter) { b.limiter = l }
+
+// allowUser applies the per-user limit; call it only with a verified user
+// id (the trigger_id, or ICA's own dialog state), never the body's claim,
+// which would let anyone exhaust a real approver's allowance.
+func (b *Bot) allowUser(what, userID string) error {
+	if b.limiter == nil {
+		return nil
+	}
+	if ok, wait := b.limiter.AllowUser(userID); !ok {
+		b.log.Warn("refused Mattermost "+what+": over the per-user rate limit", "user_id", clip(userID, 40), "retry_after", wait.Round(time.Millisecond))
+		return ica.Errorf(ica.ERATELIMIT, "you are sending requests faster than ICA accepts; nothing was changed, please try again in %s", max(wait, time.Second).Round(time.Second))
+	}
+	return nil
 }

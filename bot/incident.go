@@ -548,6 +548,9 @@ func (b *Bot) handleIncidentDialog(w http.ResponseWriter, r *http.Request, req m
 		_ = b.store.TakeDialogNonce(ctx, st.Nonce, st.UserID)
 		return dialogReply(w, &model.SubmitDialogResponse{})
 	}
+	if err := b.allowUser("dialog", st.UserID); err != nil {
+		return dialogReply(w, &model.SubmitDialogResponse{Error: ica.ErrorMessage(err)})
+	}
 	reason, _ := req.Submission["reason"].(string)
 	reason = strings.TrimSpace(reason)
 	if len(reason) < 3 {

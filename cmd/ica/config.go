@@ -74,7 +74,8 @@ type Config struct {
 	AdminTokens      []Token `yaml:"admin_tokens"`
 	RateLimit        float64 `yaml:"rate_limit"`
 	// SourceRateLimit limits the routes without a credential per source
-	// address (ICA_SOURCE_RATE_LIMIT); TrustedProxies are the proxies whose
+	// address, and /mattermost/* per verified Mattermost user
+	// (ICA_SOURCE_RATE_LIMIT); TrustedProxies are the proxies whose
 	// X-Forwarded-For names that address (ICA_TRUSTED_PROXIES).
 	SourceRateLimit float64  `yaml:"source_rate_limit"`
 	TrustedProxies  []string `yaml:"trusted_proxies"`

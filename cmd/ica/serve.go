@@ -243,8 +243,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	// The API's approval requests wake the scheduler (wake.go).
 	api := deadlineLedger{Store: st, wake: func() { sched.Notify() }}
 	proxies, _ := webhooks.ParseTrustedProxies(cfg.TrustedProxies) // validated with the configuration
+	sources := webhooks.NewSourceLimiter(cfg.SourceRateLimit, proxies)
 	deps := webhooks.Deps{Ledger: api, Costs: costs, Checks: api, CheckHosts: icapipelines.AzureDevOpsHosts(cfg.ADOHosts), Pipelines: pipelines, Limiter: webhooks.NewRateLimiter(cfg.RateLimit),
-		Sources: webhooks.NewSourceLimiter(cfg.SourceRateLimit, proxies),
+		Sources: sources,
 		Metrics: webhooks.NewMetrics(reg), Logger: log, Clock: clock, Degraded: map[string]webhooks.ReadinessCheck{"policy": pol.ready}}
 	if entra.User != nil {
 		deps.Users = webhooks.NewUserAuth(entra.User)
@@ -268,6 +269,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else {
 		mm = bot.New(botConfig(cfg, actionSecret), bot.NewClient(cfg.Mattermost.URL, cfg.Mattermost.Token, nil), st, clock, log)
 		mm.SetBudget(costs)
+		mm.LimitUsers(sources) // per user Mattermost proved, never per address
 		mm.EnableIncidents(bot.IncidentConfig{Channel: cfg.Mattermost.IncidentChannel,
 			OnCall:     bot.StepPolicy{Usernames: cfg.Alerts.OnCallUsers, Channel: cfg.Alerts.OnCallChannel},
 			Commanders: cfg.Alerts.IncidentCommanders}, st, freezeInfo{policy: fz, st: st})

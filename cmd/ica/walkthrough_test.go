@@ -75,7 +75,7 @@ func TestREADME_WalkthroughRunsAsWritten(t *testing.T) {
 	require.Contains(t, block, "bin/ica serve")
 	require.Contains(t, block, "kill $ICA_PID")
 	require.Contains(t, block, "/bypass")
-	require.Contains(t, block, ">>> A decision API for people", "the marked place for the decision API")
+	require.Contains(t, block, "/api/v1/approvals/A-1/decisions", "the walkthrough names the decision API")
 
 	bin := buildICA(t)
 	work := t.TempDir()

@@ -84,9 +84,13 @@ func TestMain_WitnessCatchesRollback(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	a := post("/api/v1/approvals", `{"run_id":"r1","deployment_target":"production","estimated_cost":5}`)
 	id := a["approval_id"].(string)
+	// The serve records its policy first, then the run: the backup holds
+	// every entry before the approval's request.
+	reqSeq := uint64(a["decision_seq"].(float64))
+	backed := reqSeq - 1
 	st, m := call(t, "POST", base+"/api/v1/runs/r1/finish", testToken, `{"status":"success"}`)
 	require.Equal(t, 200, st, m)
-	waitWitnessed(t, cs, container, dir, 6)
+	waitWitnessed(t, cs, container, dir, reqSeq+1)
 
 	code, out = icaCmd(t, env, "check", "--data-dir", dir)
 	require.Equal(t, 0, code, out)
@@ -105,7 +109,7 @@ func TestMain_WitnessCatchesRollback(t *testing.T) {
 	pub := keyHex(t, dir)
 	code, out = icaCmd(t, nil, "verify-proof", proofFile, "--public-key", pub)
 	require.Equal(t, 0, code, out)
-	require.Contains(t, out, "OK: entry 5 (approval.requested "+id)
+	require.Contains(t, out, fmt.Sprintf("OK: entry %d (approval.requested %s", reqSeq, id))
 	raw, _ := os.ReadFile(proofFile)
 	forged := filepath.Join(t.TempDir(), "forged.json")
 	require.Contains(t, string(raw), `"estimated_cost": 5`)
@@ -120,12 +124,12 @@ func TestMain_WitnessCatchesRollback(t *testing.T) {
 	code, out = icaCmd(t, env, "check", "--data-dir", dir)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "PROBLEM: witnessed checkpoint of size")
-	require.Contains(t, out, "the ledger has only 4 entries")
+	require.Contains(t, out, fmt.Sprintf("the ledger has only %d entries", backed))
 	require.Contains(t, out, container+"/checkpoints/")
 
 	code, out = icaCmd(t, env, "serve")
 	require.Equal(t, 1, code, out)
-	require.Contains(t, out, "the ledger has 4 entries, but the witness holds a checkpoint of")
+	require.Contains(t, out, fmt.Sprintf("the ledger has %d entries, but the witness holds a checkpoint of", backed))
 	require.Contains(t, out, "--accept-rollback REASON")
 
 	var buf syncBuffer
@@ -148,7 +152,7 @@ func TestMain_WitnessCatchesRollback(t *testing.T) {
 
 	code, out = icaCmd(t, env, "check", "--data-dir", dir)
 	require.Equal(t, 0, code, out)
-	require.Contains(t, out, "given up by the rollback accepted at entry 5 (restored the backup of 09:00 after the disk failed)")
+	require.Contains(t, out, fmt.Sprintf("given up by the rollback accepted at entry %d (restored the backup of 09:00 after the disk failed)", backed+1))
 }
 
 // keyHex returns the public key of the signing key in dir.
