@@ -37,6 +37,10 @@ type PostgresConfig struct {
 	MaxConns int32
 	// Logger receives connection and migration messages.
 	Logger *slog.Logger
+	// NoMigrate opens the database only at the schema this ica knows and
+	// never changes it (the tools beside running replicas: a newer ica
+	// run by an auditor must not migrate production under older replicas).
+	NoMigrate bool
 }
 
 // ParsePostgres checks a database URL without connecting, and returns it
@@ -111,7 +115,7 @@ func openPgEngine(ctx context.Context, cfg PostgresConfig) (*pgEngine, error) {
 		pool.Close()
 		return nil, err
 	}
-	if err := e.migrate(ctx, cfg.Logger); err != nil {
+	if err := e.migrate(ctx, cfg.Logger, cfg.NoMigrate); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -192,7 +196,7 @@ func PostgresSchemaVersion() int {
 // migrate applies the migrations the database lacks, in order, each in a
 // transaction, under a session advisory lock. A database migrated by a newer
 // binary is refused: its schema may hold what this one does not know.
-func (e *pgEngine) migrate(ctx context.Context, log *slog.Logger) error {
+func (e *pgEngine) migrate(ctx context.Context, log *slog.Logger, checkOnly bool) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
@@ -202,6 +206,29 @@ func (e *pgEngine) migrate(ctx context.Context, log *slog.Logger) error {
 		return classifyConnErr(e.desc, err)
 	}
 	defer conn.Release()
+	newest := 0
+	if len(ms) > 0 {
+		newest = ms[len(ms)-1].version
+	}
+	if checkOnly {
+		cur := -1
+		var exists bool
+		err := conn.QueryRow(ctx, "SELECT to_regclass('ica_schema_migrations') IS NOT NULL").Scan(&exists)
+		if err == nil && exists {
+			err = conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM ica_schema_migrations").Scan(&cur)
+		}
+		switch {
+		case err != nil:
+			return classifyConnErr(e.desc, err)
+		case cur < 0:
+			return &ConnConfigError{fmt.Sprintf("database %s holds no ICA ledger (no schema): start ica serve or run ica migrate against it first", e.desc)}
+		case cur < newest:
+			return &ConnConfigError{fmt.Sprintf("database %s has schema version %d, older than this ica needs (%d); this command never changes the schema: upgrade the replicas (ica serve migrates) or run ica migrate first", e.desc, cur, newest)}
+		case cur > newest:
+			return &ConnConfigError{fmt.Sprintf("database %s has schema version %d, newer than this ica knows (%d): use the ica of the running replicas", e.desc, cur, newest)}
+		}
+		return nil
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", pgLockMigrate); err != nil {
 		return classifyConnErr(e.desc, err)
 	}
@@ -215,10 +242,6 @@ func (e *pgEngine) migrate(ctx context.Context, log *slog.Logger) error {
 	var cur int
 	if err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM ica_schema_migrations").Scan(&cur); err != nil {
 		return classifyConnErr(e.desc, err)
-	}
-	newest := 0
-	if len(ms) > 0 {
-		newest = ms[len(ms)-1].version
 	}
 	if cur > newest {
 		return &ConnConfigError{fmt.Sprintf("database %s has schema version %d, newer than this ica knows (%d): upgrade ica, or point it at another database", e.desc, cur, newest)}

@@ -33,6 +33,7 @@ func openLedgerAt(ctx context.Context, where string, create bool, cfg *Config, k
 		if err != nil {
 			return nil, err
 		}
+		pc.NoMigrate = !create // the source is read at the schema it has
 		return store.OpenPostgres(ctx, pc, opt)
 	}
 	path := where

@@ -268,6 +268,7 @@ func cmdKeyRotate(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	pc.NoMigrate = true
 	st, err := store.OpenPostgres(ctx, pc, store.Options{Key: key})
 	if err != nil {
 		return err

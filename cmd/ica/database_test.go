@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica/store"
@@ -105,4 +108,43 @@ func TestDatabaseEntraToken(t *testing.T) {
 
 func testSigningKey() ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+}
+
+// TestTools_NeverMigrateTheDatabase: the tools beside running replicas
+// (check, export, proof, backup) open the database at the schema they know
+// and never change it; ica migrate and a restore do.
+func TestTools_NeverMigrateTheDatabase(t *testing.T) {
+	dsn := storetest.CreateDatabase(t)
+	env := map[string]string{"ICA_DATABASE_URL": dsn, "ICA_SIGNING_KEY": strings.Repeat("ab", 32)}
+	code, out := icaCmd(t, env, "check")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "holds no ICA ledger")
+	require.Contains(t, out, "ica migrate")
+	tables := func() int {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		var n int
+		require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").Scan(&n))
+		return n
+	}
+	require.Zero(t, tables(), "the check created nothing")
+
+	code, out = icaCmd(t, env, "migrate")
+	require.Equal(t, 0, code, out)
+	code, out = icaCmd(t, env, "check")
+	require.Equal(t, 0, code, out)
+
+	// A schema older than this ica: refused, and left as it is.
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var last int
+	require.NoError(t, conn.QueryRow(context.Background(), "DELETE FROM ica_schema_migrations WHERE version = (SELECT max(version) FROM ica_schema_migrations) RETURNING version").Scan(&last))
+	code, out = icaCmd(t, env, "check")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, fmt.Sprintf("has schema version %d, older than this ica needs (%d)", last-1, last))
+	var now int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT max(version) FROM ica_schema_migrations").Scan(&now))
+	require.Equal(t, last-1, now, "not migrated by the check")
 }

@@ -25,6 +25,9 @@ type ledgerLocation struct {
 	// Database is the shared ledger (ICA_DATABASE_URL or database.url of
 	// the configuration file); an explicit --data-dir overrides it.
 	Database DatabaseConfig
+	// Migrate lets the tool bring the database's schema up to date (a
+	// restore, which replaces the ledger); the others never change it.
+	Migrate bool
 }
 
 // locationFlags registers --data-dir and --config on fs. The returned
@@ -115,6 +118,7 @@ func (l ledgerLocation) openStoreWith(ctx context.Context, opt store.Options) (*
 		if err != nil {
 			return nil, nil, err
 		}
+		pc.NoMigrate = !l.Migrate
 		opt.Key = key
 		st, err := store.OpenPostgres(ctx, pc, opt)
 		return st, key, err

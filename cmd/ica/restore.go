@@ -241,6 +241,7 @@ func restoreDatabase(ctx context.Context, loc ledgerLocation, file, blobName, co
 	if err := store.VerifyBackup(tmp); err != nil {
 		return fmt.Errorf("%s does not verify, nothing was changed: %w", what, err)
 	}
+	loc.Migrate = true // the ledger is replaced: its schema may be brought up to date
 	db, key, err := loc.openStore(ctx)
 	if err != nil {
 		return err
