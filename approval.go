@@ -206,10 +206,11 @@ func approvedBy(ds []Decision, who Decider) bool {
 // ApprovalFilter selects approvals for GET /api/v1/approvals. Results are
 // newest first.
 type ApprovalFilter struct {
-	Status string // one of the approval statuses, or "" for all
-	Target string // staging, production, or "" for both
-	Limit  int
-	Cursor string // opaque, from the previous page
+	Status   string // one of the approval statuses, or "" for all
+	Target   string // staging, production, or "" for both
+	Pipeline string // only this pipeline's approvals, or "" for all
+	Limit    int
+	Cursor   string // opaque, from the previous page
 }
 
 // ApprovalPage is one page of approvals; NextCursor is empty on the last

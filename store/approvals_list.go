@@ -47,7 +47,8 @@ func (s *Store) Approvals(ctx context.Context, f ica.ApprovalFilter) (*ica.Appro
 			if err != nil {
 				return err
 			}
-			if a == nil || (f.Status != "" && a.Status != f.Status) || (f.Target != "" && a.Target != f.Target) {
+			if a == nil || (f.Status != "" && a.Status != f.Status) || (f.Target != "" && a.Target != f.Target) ||
+				(f.Pipeline != "" && a.PipelineName != f.Pipeline) {
 				continue
 			}
 			page.Approvals = append(page.Approvals, a)

@@ -385,17 +385,8 @@ func (h *Handler) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Limit = n
 	}
-	if p := PrincipalOf(r.Context()); p != nil && len(p.Scope.Pipelines) > 0 {
-		switch {
-		case f.Pipeline == "" && len(p.Scope.Pipelines) == 1:
-			f.Pipeline = p.Scope.Pipelines[0]
-		case f.Pipeline == "":
-			return ica.FieldErrorf(ica.EINVALID, "pipeline", "%s may list only pipelines %s: name one with ?pipeline=", p.Name, strings.Join(p.Scope.Pipelines, ", "))
-		default:
-			if err := mayRead(r.Context(), f.Pipeline); err != nil {
-				return err
-			}
-		}
+	if f.Pipeline, err = ScopedPipeline(r.Context(), f.Pipeline); err != nil {
+		return err
 	}
 	page, err := h.Ledger.Runs(r.Context(), f)
 	if err != nil {
@@ -431,12 +422,19 @@ func (h *Handler) handleListApprovals(w http.ResponseWriter, r *http.Request) er
 	q := r.URL.Query()
 	for name := range q {
 		switch name {
-		case "status", "target", "limit", "cursor":
+		case "status", "target", "pipeline", "limit", "cursor":
 		default:
-			return ica.FieldErrorf(ica.EINVALID, name, "unknown query parameter %q (status, target, limit, cursor)", name)
+			return ica.FieldErrorf(ica.EINVALID, name, "unknown query parameter %q (status, target, pipeline, limit, cursor)", name)
 		}
 	}
-	f := ica.ApprovalFilter{Status: q.Get("status"), Target: q.Get("target"), Cursor: q.Get("cursor")}
+	f := ica.ApprovalFilter{Status: q.Get("status"), Target: q.Get("target"), Pipeline: q.Get("pipeline"), Cursor: q.Get("cursor")}
+	if err := ica.ValidText("pipeline", f.Pipeline, ica.MaxNameLen, false); err != nil {
+		return err
+	}
+	var err error
+	if f.Pipeline, err = ScopedPipeline(r.Context(), f.Pipeline); err != nil {
+		return err
+	}
 	switch f.Status {
 	case "", ica.ApprovalPending, ica.ApprovalTechnical, ica.ApprovalApproved, ica.ApprovalRejected, ica.ApprovalExpired, ica.ApprovalBypassed:
 	default:

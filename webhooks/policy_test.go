@@ -46,9 +46,10 @@ func newPolicyEnv(t *testing.T, prod policy.Rules) *env {
 		"team-b":  {Pipelines: []string{"billing"}},
 		"check-a": {Role: webhooks.RoleCheck, Pipelines: []string{"payments"}},
 	})
-	h := webhooks.NewHandler(webhooks.Deps{Ledger: st, Checks: st, Pipelines: pt, Clock: clock,
+	h := webhooks.NewHandler(webhooks.Deps{Ledger: st, Checks: st, Pipelines: pt, Clock: clock, Costs: storeCosts{st},
 		Limiter: webhooks.NewRateLimiter(0), Metrics: webhooks.NewMetrics(prometheus.NewRegistry()),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h.RegisterProofs(st, pt, time.Minute)
 	srv := httptest.NewServer(h)
 	e := &env{t: t, srv: srv, store: st, clock: clock}
 	t.Cleanup(func() {
@@ -64,6 +65,13 @@ func newPolicyEnv(t *testing.T, prod policy.Rules) *env {
 	_, _, err = st.RecordPolicy(context.Background(), policy.Policy{Targets: map[string]policy.Target{"production": {Rules: prod}}}, "test", "tester")
 	require.NoError(t, err)
 	return e
+}
+
+// storeCosts is the store as the cost API's ledger, with a budget of 1,000.
+type storeCosts struct{ *store.Store }
+
+func (c storeCosts) Budget(ctx context.Context) (*ica.Budget, error) {
+	return c.Store.Budget(ctx, 1000, 0.95)
 }
 
 func (e *env) start(token, id, pipeline, branch string) resp {
@@ -158,6 +166,51 @@ func TestAPI_LeastPrivilege(t *testing.T) {
 	})
 	r = e.do("POST", "/api/v1/approvals/"+id+"/use", checkTok, map[string]any{"run_id": "a1", "commit": commitA})
 	require.Equal(t, 200, r.status, r.raw)
+
+	// Approval listings, like runs: a scoped token sees only its pipelines.
+	require.Equal(t, 201, e.requestApproval(tokenB, "b1", "production").status)
+	r = e.do("GET", "/api/v1/approvals", tokenA, nil)
+	require.Equal(t, 200, r.status, r.raw)
+	require.Len(t, r.body["approvals"], 1)
+	require.Equal(t, "payments", r.body["approvals"].([]any)[0].(map[string]any)["pipeline_name"])
+	r = e.do("GET", "/api/v1/approvals?pipeline=billing", tokenA, nil)
+	require.Equal(t, 403, r.status, r.raw)
+	r = e.do("GET", "/api/v1/approvals", pipelineToken, nil)
+	require.Len(t, r.body["approvals"], 2, "an unscoped token lists every pipeline")
+	r = e.do("GET", "/api/v1/approvals?pipeline=billing", pipelineToken, nil)
+	require.Len(t, r.body["approvals"], 1)
+	r = e.do("GET", "/api/v1/approvals?pipeline=bad%00name", pipelineToken, nil)
+	require.Equal(t, 400, r.status)
+	require.Equal(t, "pipeline", r.errField())
+
+	// A proof shows a whole entry of any pipeline: only unscoped tokens.
+	for _, tok := range []string{tokenA, checkTok} {
+		r = e.do("GET", "/api/v1/ledger/proof?seq=2", tok, nil)
+		require.Equal(t, 403, r.status, r.raw)
+		require.Contains(t, r.errMessage(), "covers every pipeline")
+	}
+	r = e.do("GET", "/api/v1/ledger/proof?seq=2", pipelineToken, nil)
+	require.Contains(t, []int{200, 503}, r.status, "an unscoped token may ask (503 until a checkpoint covers it): %s", r.raw)
+
+	// Costs: a scoped token records only its own runs' costs.
+	e.unchanged(func() {
+		cost := func(tok, run string) resp {
+			body := map[string]any{"resource_type": "aks", "cost_usd": 12.5, "billing_period": "2026-01-01"}
+			if run != "" {
+				body["run_id"] = run
+			}
+			return e.do("POST", "/api/v1/costs", tok, body)
+		}
+		r = cost(tokenA, "b1")
+		require.Equal(t, 403, r.status, r.raw)
+		r = cost(tokenA, "")
+		require.Equal(t, 403, r.status, r.raw)
+		require.Equal(t, "run_id", r.errField())
+		r = cost(checkTok, "a1")
+		require.Equal(t, 403, r.status, r.raw)
+	})
+	r = e.do("POST", "/api/v1/costs", tokenA, map[string]any{"run_id": "a1", "resource_type": "aks", "cost_usd": 12.5, "billing_period": "2026-01-01"})
+	require.Equal(t, 201, r.status, r.raw)
 }
 
 func TestAPI_GetApproval_PureReadAndCoverage(t *testing.T) {

@@ -28,6 +28,9 @@ func (h *Handler) RegisterProofs(l ProofLedger, auth Authenticator, retryAfter t
 
 // handleProof handles "GET /api/v1/ledger/proof".
 func (h *Handler) handleProof(w http.ResponseWriter, r *http.Request, l ProofLedger, retryAfter time.Duration) error {
+	if err := RequireUnscoped(r.Context(), "a proof"); err != nil {
+		return err
+	}
 	seq, err := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
 	if err != nil || seq == 0 {
 		return ica.FieldErrorf(ica.EINVALID, "seq", "seq must be a ledger entry number (1 or more)")

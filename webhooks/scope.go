@@ -99,6 +99,37 @@ func mayStart(ctx context.Context, pipeline string) error {
 	return nil
 }
 
+// ScopedPipeline is the pipeline a listing may show the caller: what it
+// asked for ("": every pipeline), within its token's pipelines. A token
+// limited to one pipeline lists that one by default; to several, it must
+// name one.
+func ScopedPipeline(ctx context.Context, requested string) (string, error) {
+	p := caller(ctx)
+	if p == nil || len(p.Scope.Pipelines) == 0 {
+		return requested, nil
+	}
+	switch {
+	case requested == "" && len(p.Scope.Pipelines) == 1:
+		return p.Scope.Pipelines[0], nil
+	case requested == "":
+		return "", ica.FieldErrorf(ica.EINVALID, "pipeline", "%s may list only pipelines %s: name one with ?pipeline=", p.Name, strings.Join(p.Scope.Pipelines, ", "))
+	}
+	return requested, mayRead(ctx, requested)
+}
+
+// RequireUnscoped checks that the caller may read what covers every
+// pipeline (a proof shows one whole entry of any pipeline; the dashboard's
+// figures span them all): tokens limited to pipelines, and REST-check
+// tokens, may not.
+func RequireUnscoped(ctx context.Context, what string) error {
+	p := caller(ctx)
+	if p == nil || (len(p.Scope.Pipelines) == 0 && p.Scope.Role != RoleCheck) {
+		return nil
+	}
+	return ica.Errorf(ica.EFORBIDDEN, "%s is limited to pipelines %s; %s covers every pipeline and needs a pipeline token without limits or an admin token",
+		p.Name, strings.Join(p.Scope.Pipelines, ", "), what)
+}
+
 // mayRead checks that the caller may read runs and approvals of pipeline.
 func mayRead(ctx context.Context, pipeline string) error {
 	p := caller(ctx)

@@ -38,7 +38,14 @@ func mountDashboard(h *webhooks.Handler, st *store.Store, costs budgetSource, se
 	r.Handle("/dashboard/link/{token}", h.Route(nil, d.HandleLinkPage)).Methods(http.MethodGet)
 	r.Handle("/dashboard/link/{token}", h.Route(nil, d.HandleLinkUse)).Methods(http.MethodPost)
 	r.Handle("/dashboard/static/{file}", h.Route(nil, d.HandleStatic)).Methods(http.MethodGet)
-	r.Handle("/api/v1/stats", h.Route(pipelines, d.HandleStats)).Methods(http.MethodGet)
+	// The figures span every pipeline (approvals, incidents, the ledger's
+	// tail): not for a token limited to some.
+	r.Handle("/api/v1/stats", h.Route(pipelines, func(w http.ResponseWriter, r *http.Request) error {
+		if err := webhooks.RequireUnscoped(r.Context(), "the dashboard's figures"); err != nil {
+			return err
+		}
+		return d.HandleStats(w, r)
+	})).Methods(http.MethodGet)
 	d.Warm() // the first page view does not wait for the index walks
 	return d
 }

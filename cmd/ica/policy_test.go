@@ -166,3 +166,20 @@ func TestPolicyState_ReloadAndReadiness(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, ps.ready(ctx), "is not this replica's configuration")
 }
+
+// TestMain_ScopedTokenAndWholeLedgerReads: the dashboard's figures and
+// proofs span every pipeline, so a token limited to some is refused them.
+func TestMain_ScopedTokenAndWholeLedgerReads(t *testing.T) {
+	const scoped = "secret-token-0000000002"
+	env := map[string]string{"ICA_ADDR": "127.0.0.1:0", "ICA_DATA_DIR": t.TempDir(),
+		"ICA_PIPELINE_TOKENS": "ado=" + testToken + ",pay=" + scoped + "@payments"}
+	base, stop, logs := startServe(t, env)
+	defer func() { require.Equal(t, 0, stop(), logs.String()) }()
+	st, body := call(t, "GET", base+"/api/v1/stats", scoped, "")
+	require.Equal(t, 403, st, body)
+	require.Contains(t, body["error"].(map[string]any)["message"], "covers every pipeline")
+	st, body = call(t, "GET", base+"/api/v1/stats", testToken, "")
+	require.Equal(t, 200, st, body)
+	st, body = call(t, "GET", base+"/api/v1/ledger/proof?seq=1", scoped, "")
+	require.Equal(t, 403, st, body)
+}
