@@ -556,12 +556,10 @@ func descending(hi []byte, rows []kvPair, short bool) *pgWindow {
 	return w
 }
 
-func (c *pgCursor) First() ([]byte, []byte) {
-	c.page = 0
-	n := c.nextPage()
-	rows, short := c.load("SELECT k, v FROM "+c.b.table+" ORDER BY k LIMIT $1", false, n, n)
-	return c.set(ascending(nil, rows, short), 0)
-}
+// First is a seek to the smallest key: a known window from the table's
+// start answers it without a query (an empty table is asked about once
+// per transaction, however many operations scan it).
+func (c *pgCursor) First() ([]byte, []byte) { return c.Seek(nil) }
 
 func (c *pgCursor) Last() ([]byte, []byte) {
 	for i := len(c.b.windows) - 1; i >= 0; i-- {

@@ -109,3 +109,30 @@ func TestPgMigrations_CoverEveryBucket(t *testing.T) {
 	err = e.migrate(ctx, nil, true)
 	require.ErrorContains(t, err, "schema version 9999, newer than this ica knows")
 }
+
+// TestPgReads_KnownWindowsAskOnce: inside one group, a scan of an empty
+// table is asked once however many operations make it, and the prefetched
+// window of a key prefix answers its scan without a query (each query is
+// a round trip under the chain lock, which every replica waits for).
+func TestPgReads_KnownWindowsAskOnce(t *testing.T) {
+	e := pgEngineForTest(t)
+	wtx, err := e.Begin(context.Background())
+	require.NoError(t, err)
+	defer wtx.Rollback()
+	tx := wtx.(*pgWriteTx)
+	queries := func() int { return tx.r.queries }
+	for range 5 {
+		k, _ := tx.Bucket(bucketDeployLocks).Cursor().First()
+		require.Nil(t, k)
+	}
+	require.Equal(t, 1, queries(), "an empty table is read once")
+
+	tx.prefetch([]readHint{hintAround(bucketApprByRun, join([]byte("run-7"), sep)), hintAround(bucketDeployLocks, []byte{})})
+	before := queries()
+	c := tx.Bucket(bucketApprByRun).Cursor()
+	k, _ := c.Seek(join([]byte("run-7"), sep))
+	require.Nil(t, k)
+	k, _ = tx.Bucket(bucketDeployLocks).Cursor().First()
+	require.Nil(t, k)
+	require.Equal(t, before, queries(), "the prefetched windows answer the scans")
+}

@@ -395,7 +395,9 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 		}
 		run, changed = r, true
 		return nil
-	}, s.eventHints(runID, "")...)
+	}, append(s.eventHints(runID, ""),
+		// What a finished run releases: its approvals and the locks.
+		hintAround(bucketApprByRun, join([]byte(runID), sep)), hintAround(bucketDeployLocks, []byte{}))...)
 	return run, changed, err
 }
 

@@ -114,7 +114,8 @@ func (s *Store) unavailable(err error, reqs []*writeReq) {
 // and nothing of it is recorded.
 func (s *Store) commit(wtx writeTx, batch []*writeReq, start time.Time) {
 	if p, can := wtx.(interface{ prefetch([]readHint) }); can {
-		hints := []readHint{hintGet(bucketMeta, keyHead)}
+		// Every group appends: the head and the Merkle log's range.
+		hints := []readHint{hintGet(bucketMeta, keyHead), hintGet(bucketMeta, keyMerkle)}
 		for _, r := range batch {
 			hints = append(hints, r.hints...)
 		}
