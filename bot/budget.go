@@ -73,7 +73,7 @@ func (b *Bot) deliverBudgetNotice(ctx context.Context, msg *ica.OutboxMessage) (
 	if err != nil {
 		return retry, err
 	}
-	post := &model.Post{ChannelId: chID, Message: p.Text, PendingPostId: b.botUser().Id + ":" + msg.Key}
+	post := &model.Post{ChannelId: chID, Message: p.Text, PendingPostId: b.pendingID(msg.Key, msg)}
 	_, retry, err = call(ctx, "post the budget notice", func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return b.client.API().CreatePost(ctx, post)
 	})

@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -57,4 +58,22 @@ func TestAzureBudgetNotice(t *testing.T) {
 	r = base()
 	r.Condition = ica.AlertResolved
 	require.Empty(t, bot.AzureBudgetNotice(r), "a Resolved report says nothing new")
+}
+
+// Two ledgers on one bot hear of the same Azure budget crossing within
+// Mattermost's de-duplication window: each posts its notice (the pending
+// post id names the ledger, not only the delivery).
+func TestAzureBudgetNotice_TwoLedgers(t *testing.T) {
+	clock, mm := newMattermost(t)
+	mm.AddChannel("ica", "finance")
+	mm.Join("finance", "ica-bot")
+	finance := func(c *bot.Config) { c.FinanceChannel = "finance" }
+	for _, h := range []*harness{newHarnessOn(t, clock, mm, finance), newHarnessOn(t, clock, mm, finance)} {
+		r := &ica.AzureBudgetReport{Name: "prod", Key: "k", Scope: "/subscriptions/s", Amount: 1000, Spent: 850, Currency: "USD",
+			Threshold: 800, ThresholdType: ica.ThresholdActual, Condition: ica.AlertFired, AsOf: clock.Now(), Schema: ica.SchemaCommon, DedupKey: "same-alert"}
+		_, err := h.store.RecordAzureBudget(context.Background(), r, nil, "azure-monitor", bot.AzureBudgetNotice(r)...)
+		require.NoError(t, err)
+		h.settle()
+	}
+	require.Len(t, mm.Posts("finance"), 2, "one notice per ledger")
 }

@@ -63,7 +63,7 @@ func (b *Bot) deliverCheckpoint(ctx context.Context, msg *ica.OutboxMessage) (bo
 		}
 	}
 	text := fmt.Sprintf("Ledger checkpoint: **%d entries**, Merkle root `%s`\n```\n%s```", p.Size, p.Root, p.Note)
-	np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.botUser().Id + ":" + msg.Key}
+	np := &model.Post{ChannelId: chID, Message: text, PendingPostId: b.pendingID(msg.Key, msg)}
 	np.AddProp(propCheckpoint, msg.Key)
 	_, retry, err = call(ctx, "post the checkpoint", func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return api.CreatePost(ctx, np)
