@@ -1,0 +1,136 @@
+package main
+
+// End-to-end tests against a real Mattermost 6.7.2 (internal/mmreal): a real
+// `ica serve` posts its cards through the world's bot; people click, submit
+// dialogs and run /ica with their own tokens through the server's API, and
+// read what they see through it and their websocket. Skipped, loudly,
+// without ICA_TEST_MATTERMOST_URL (failed under CI). Each test has its own
+// world and ICA, so they run in parallel.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/mattermost/mattermost/server/public/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/internal/mmreal"
+)
+
+// TestE2E_TwoPeopleApprove: a pipeline asks for an approval; the card
+// appears in the channel with the technical step's buttons; tech1 and then
+// biz1 click, each told (only them, on their websocket) what was recorded;
+// the approvers of each step get a direct message with a link to the card
+// when their step starts; the card ends approved with no buttons; the
+// pipeline's poll says approved; the ledger records both decisions with the
+// Mattermost user ids, and `ica check` and `ica verify` agree.
+func TestE2E_TwoPeopleApprove(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz, requester := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1), w.Person(mmreal.Requester)
+	techEvents, bizEvents := tech.Listen(t), biz.Listen(t)
+	e := startE2E(t, w, e2eOptions{})
+
+	e.startRun("4711", requester.User.Email)
+	id := e.requestApproval("4711", 250)
+
+	card := e.card(tech, id)
+	require.Equal(t, w.Bot.ID(), card.UserId, "the bot posted the card")
+	require.Equal(t, w.Channel.Id, card.ChannelId)
+	require.Equal(t, id, card.GetProp("ica_approval_id"))
+	ledgerID, _ := card.GetProp("ica_ledger_id").(string)
+	require.NotEmpty(t, ledgerID, "the card names its ledger")
+	require.Contains(t, card.Message, "**Approval "+id+"**: deploy payments run 4711 to **production**")
+	att := attachment(t, card)
+	require.Equal(t, "Deployment approval "+id+" · payments → production", att.Title)
+	require.Equal(t, "#F2A900", att.Color, "amber: pending")
+	require.Equal(t, "payments", field(card, "Pipeline"))
+	require.Equal(t, "main", field(card, "Branch"))
+	require.Equal(t, "`01234567`", field(card, "Commit"))
+	require.Equal(t, requester.User.Email, field(card, "Requested by"))
+	require.Equal(t, "$250.00", field(card, "Estimated cost"))
+	require.Contains(t, field(card, "Expires"), "expires in 3h 59m")
+	require.Equal(t, []string{"approvetechnical", "reject"}, buttons(card))
+	for _, a := range att.Actions {
+		// What clients read carries no button context (Mattermost keeps it
+		// on the server): nobody can copy a signed button from a card.
+		require.True(t, a.Integration == nil || len(a.Integration.Context) == 0, "tech1 reads the context of %s: %+v", a.Id, a.Integration)
+	}
+	posted := techEvents.Next(t, e2eWait, "the card posted", mmreal.PostEvent(model.WebsocketEventPosted, card.Id))
+	require.Equal(t, id, mmreal.EventPost(t, posted).GetProp("ica_approval_id"))
+
+	// tech1 is asked in a direct message, with a link to the card; biz1 not yet.
+	dms := waitDMs(t, w, tech, 1)
+	require.Contains(t, dms[0].Message, "Your technical approval is requested for **payments** run 4711 → **production** (approval "+id+", $250.00)")
+	require.Contains(t, dms[0].Message, w.URL+"/"+w.Team.Name+"/pl/"+card.Id)
+	require.Equal(t, w.Bot.ID(), dms[0].UserId)
+	require.Empty(t, directMessages(t, w, biz), "biz1 is asked only when the business step starts")
+
+	// tech1 approves.
+	click(t, tech, card.Id, "approvetechnical")
+	require.Equal(t, "You gave the technical approval for "+id+". It is recorded in the ledger.", ephemeralOn(t, techEvents, card.Id))
+	a := e.approval(id)
+	require.Equal(t, ica.ApprovalTechnical, a.Status)
+	require.Equal(t, tech.ID(), a.Technical.UserID)
+	card = e.cardWhen(tech, id, "offers the business step", func(p *model.Post) bool {
+		return strings.Join(buttons(p), ",") == "approvebusiness,approvebusinessdeferred,reject"
+	})
+	require.Equal(t, "#1F78D1", attachment(t, card).Color, "blue: half approved")
+	require.True(t, strings.HasPrefix(field(card, "Technical approval"), "@"+tech.Username()+" at "), field(card, "Technical approval"))
+	techEvents.Next(t, e2eWait, "the card redrawn", mmreal.PostEvent(model.WebsocketEventPostEdited, card.Id))
+
+	bizDMs := waitDMs(t, w, biz, 1)
+	require.Contains(t, bizDMs[0].Message, "Your business approval is requested for **payments** run 4711")
+	require.Contains(t, bizDMs[0].Message, "/pl/"+card.Id)
+
+	// biz1 approves: the card is final.
+	click(t, biz, card.Id, "approvebusiness")
+	require.Equal(t, "You gave the business approval for "+id+". It is recorded in the ledger.", ephemeralOn(t, bizEvents, card.Id))
+	require.Equal(t, 0, techEvents.Count(func(ev *model.WebSocketEvent) bool {
+		return mmreal.PostEvent(model.WebsocketEventEphemeralMessage, card.Id)(ev) && strings.Contains(mmreal.EventPost(t, ev).Message, "business approval")
+	}), "biz1's reply reaches biz1 only")
+	card = e.cardWhen(tech, id, "final, without buttons", func(p *model.Post) bool {
+		return len(buttons(p)) == 0 && strings.Contains(p.Message, ": approved")
+	})
+	require.Equal(t, "#2E8B57", attachment(t, card).Color, "green: approved")
+	require.Equal(t, "**Status:** approved", attachment(t, card).Text)
+	require.True(t, strings.HasPrefix(field(card, "Business approval"), "@"+biz.Username()+" at "), field(card, "Business approval"))
+	require.Empty(t, field(card, "Expires"), "a final card has no expiry line")
+
+	// The pipeline's poll.
+	a = e.approval(id)
+	require.Equal(t, ica.ApprovalApproved, a.Status)
+	require.Equal(t, tech.ID(), a.Technical.UserID)
+	require.Equal(t, biz.ID(), a.Business.UserID)
+	require.Equal(t, "mattermost", a.Business.Via)
+
+	// The ledger: both decisions, by user id, in order.
+	got := e.decisions(id)
+	require.Len(t, got, 2, "%+v", got)
+	require.Equal(t, decisionData{ApprovalID: id, Action: ica.ActApproveTechnical, From: ica.ApprovalPending, To: ica.ApprovalTechnical,
+		By: ica.Decider{UserID: tech.ID(), Username: tech.Username(), Email: tech.User.Email}, Via: "mattermost"}, got[0])
+	require.Equal(t, decisionData{ApprovalID: id, Action: ica.ActApproveBusiness, From: ica.ApprovalTechnical, To: ica.ApprovalApproved,
+		By: ica.Decider{UserID: biz.ID(), Username: biz.Username(), Email: biz.User.Email}, Via: "mattermost"}, got[1])
+	var postedEntries int
+	for _, l := range e.ledger() {
+		if l.Kind == ica.KindApprovalCard && l.Subject == id {
+			postedEntries++
+			require.Contains(t, string(l.Data), fmt.Sprintf("%q", card.Id), "the ledger names the card's post")
+		}
+	}
+	require.Equal(t, 1, postedEntries, "one card, recorded once")
+
+	// One card for this approval in the channel, and nothing else from the bot there.
+	posts, err := tech.Posts(context.Background(), w.Channel.Id)
+	require.NoError(t, err)
+	var fromBot []string
+	for _, p := range posts {
+		if p.UserId == w.Bot.ID() {
+			fromBot = append(fromBot, p.Id)
+		}
+	}
+	require.Equal(t, []string{card.Id}, fromBot)
+}
