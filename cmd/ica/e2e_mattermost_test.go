@@ -8,10 +8,16 @@ package main
 // world and ICA, so they run in parallel.
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
 	"github.com/stretchr/testify/require"
@@ -133,4 +139,119 @@ func TestE2E_TwoPeopleApprove(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{card.Id}, fromBot)
+}
+
+// TestE2E_Refusals: people who may not decide click, each through the real
+// server, and each is told why, only them, while nothing is recorded: the
+// requester (an approver too, named by e-mail in another case and with a
+// +tag), a business approver on the technical step, the bot itself, the
+// technical approver on the business step, a channel outsider (Mattermost
+// answers 403 and ICA hears nothing), a card forged by a channel member with
+// a made-up context, and a click forged straight to ICA's callback with a
+// made-up trigger_id.
+func TestE2E_Refusals(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz, requester, outsider := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1), w.Person(mmreal.Requester), w.Person(mmreal.Outsider)
+	techEvents, bizEvents, reqEvents := tech.Listen(t), biz.Listen(t), requester.Listen(t)
+	// The requester and tech1 may decide both steps, so what stops them
+	// below is who they are, not a missing grant.
+	e := startE2E(t, w, e2eOptions{env: map[string]string{
+		"ICA_TECH_APPROVERS":     tech.Username() + "," + requester.Username(),
+		"ICA_BUSINESS_APPROVERS": biz.Username() + "," + tech.Username(),
+	}})
+	local, domain, _ := strings.Cut(requester.User.Email, "@")
+	e.startRun("5001", strings.ToUpper(local)+"+ci@"+domain)
+	id := e.requestApproval("5001", 10)
+	card := e.card(tech, id)
+	entries := len(e.ledger())
+	ctx := context.Background()
+	unchanged := func(what string) {
+		t.Helper()
+		require.Equal(t, ica.ApprovalPending, e.approval(id).Status, what)
+		require.Empty(t, e.decisions(id), what)
+		require.Len(t, e.ledger(), entries, "%s: nothing new in the ledger", what)
+	}
+
+	// The requester, although a technical approver.
+	click(t, requester, card.Id, "approvetechnical")
+	require.Equal(t, "You requested this deployment, so you cannot approve it.", ephemeralOn(t, reqEvents, card.Id))
+	unchanged("the requester's click")
+
+	// A business approver on the technical step.
+	click(t, biz, card.Id, "approvetechnical")
+	require.Equal(t, "You cannot decide this step: @"+biz.Username()+" is not one of the technical approvers for production.",
+		ephemeralOn(t, bizEvents, card.Id))
+	unchanged("biz1 on the technical step")
+
+	// The bot's own token clicks.
+	click(t, w.Bot, card.Id, "approvetechnical")
+	require.Contains(t, e.Logs.String(), `"reason":"the bot clicked"`)
+	unchanged("the bot's click")
+
+	// A channel outsider: Mattermost refuses before ICA hears of it.
+	res, err := outsider.Click(ctx, card.Id, "approvetechnical")
+	require.Error(t, err)
+	require.Equal(t, 403, res.Status, "%v", err)
+	var ae *model.AppError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "api.context.permissions.app_error", ae.Id)
+	require.NotContains(t, e.Logs.String(), outsider.ID(), "ICA never heard of the outsider")
+	unchanged("the outsider's click")
+
+	// A card forged by a channel member: a post with ICA's callback and a
+	// made-up context, which a real approver clicks (so the trigger_id is
+	// genuine).
+	forgedCard := &model.Post{ChannelId: w.Channel.Id, Message: "**Approval " + id + "**: deploy payments run 5001 to **production**"}
+	forgedCard.AddProp(model.PostPropsAttachments, []*model.MessageAttachment{{
+		Title: "Deployment approval " + id, Actions: []*model.PostAction{{
+			Id: "approvetechnical", Name: "Approve (technical)", Type: model.PostActionTypeButton,
+			Integration: &model.PostActionIntegration{URL: e.Base + "/mattermost/actions", Context: map[string]any{
+				"approval_id": id, "action": ica.ActApproveTechnical, "sig": strings.Repeat("ab", 32)}},
+		}},
+	}})
+	forgedCard.AddProp("ica_approval_id", id)
+	forgedCard.AddProp("ica_ledger_id", card.GetProp("ica_ledger_id"))
+	forgedCard, _, err = biz.Client.CreatePost(ctx, forgedCard)
+	require.NoError(t, err, "a member may post a card of their own")
+	click(t, tech, forgedCard.Id, "approvetechnical")
+	require.Equal(t, "This button was not made by this ICA; nothing was changed.", ephemeralOn(t, techEvents, forgedCard.Id))
+	unchanged("tech1's click on a forged card")
+
+	// A click forged straight to ICA's callback: everything the body says
+	// is chosen by whoever sends it; the trigger_id is made up.
+	trigger := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%s:%s:%d:%s", model.NewId(), tech.ID(),
+		time.Now().UnixMilli(), base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x30}, 70)))))
+	body, _ := json.Marshal(model.PostActionIntegrationRequest{UserId: tech.ID(), UserName: tech.Username(),
+		ChannelId: w.Channel.Id, TeamId: w.Team.Id, PostId: card.Id, TriggerId: trigger, Type: model.PostActionTypeButton,
+		Context: map[string]any{"approval_id": id, "action": ica.ActApproveTechnical, "sig": strings.Repeat("ab", 32)}})
+	resp, err := http.Post(e.Base+"/mattermost/actions", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	var reply model.PostActionIntegrationResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&reply))
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, "Mattermost's callbacks always answer 200")
+	require.Equal(t, "ICA could not confirm that this came from you through Mattermost, so nothing was changed.", reply.EphemeralText)
+	require.Nil(t, reply.Update)
+	unchanged("a forged click")
+
+	// tech1 approves; then tech1 on the business step, as a business
+	// approver, is refused: one person cannot give both approvals.
+	click(t, tech, card.Id, "approvetechnical")
+	require.Equal(t, "You gave the technical approval for "+id+". It is recorded in the ledger.", ephemeralOn(t, techEvents, card.Id))
+	card = e.cardWhen(tech, id, "offers the business step", func(p *model.Post) bool { return slices.Contains(buttons(p), "approvebusiness") })
+	click(t, tech, card.Id, "approvebusiness")
+	require.Equal(t, "You gave the technical approval; the business approval must come from someone else.", ephemeralOn(t, techEvents, card.Id))
+	a := e.approval(id)
+	require.Equal(t, ica.ApprovalTechnical, a.Status)
+	require.Nil(t, a.Business)
+	got := e.decisions(id)
+	require.Len(t, got, 1, "only tech1's technical approval is recorded: %+v", got)
+	require.Equal(t, tech.ID(), got[0].By.UserID)
+
+	// The technical button is gone: Mattermost itself refuses a click on it.
+	_, err = tech.Click(ctx, card.Id, "approvetechnical")
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, 404, ae.StatusCode)
+	require.Equal(t, 1, len(e.decisions(id)))
 }
