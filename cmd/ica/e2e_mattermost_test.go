@@ -255,3 +255,82 @@ func TestE2E_Refusals(t *testing.T) {
 	require.Equal(t, 404, ae.StatusCode)
 	require.Equal(t, 1, len(e.decisions(id)))
 }
+
+// TestE2E_RejectWithReason: tech1 clicks Reject; ICA opens the reason
+// dialog through the click's trigger_id at once (Mattermost accepts it for
+// 3 s); submissions with a client-chosen state, or with tech1's real state
+// from another person, are refused; a too short reason gets a field error;
+// tech1's reason rejects the approval, shown on the card and recorded; the
+// same dialog cannot be submitted twice.
+func TestE2E_RejectWithReason(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1)
+	techEvents := tech.Listen(t)
+	e := startE2E(t, w, e2eOptions{})
+	e.startRun("6001", w.Person(mmreal.Requester).Username())
+	id := e.requestApproval("6001", 10)
+	card := e.card(tech, id)
+	ctx := context.Background()
+
+	clicked := time.Now()
+	res := click(t, tech, card.Id, "reject")
+	d := techEvents.NextDialog(t, e2eWait)
+	require.Less(t, time.Since(clicked), 3*time.Second, "the dialog opened within the trigger's 3 s")
+	require.Equal(t, res.TriggerID, d.TriggerId, "opened through the click's own trigger_id")
+	require.Equal(t, e.Base+"/mattermost/dialogs", d.URL)
+	require.Equal(t, id, d.Dialog.CallbackId)
+	require.Equal(t, "Reject "+id, d.Dialog.Title)
+	require.Equal(t, "Reject", d.Dialog.SubmitLabel)
+	require.Len(t, d.Dialog.Elements, 1)
+	require.Equal(t, "reason", d.Dialog.Elements[0].Name)
+	require.Equal(t, "textarea", d.Dialog.Elements[0].Type)
+	require.NotEmpty(t, d.Dialog.State)
+	require.Equal(t, ica.ApprovalPending, e.approval(id).Status, "opening the dialog decides nothing")
+
+	submit := func(p *mmreal.Person, state, reason string) *model.SubmitDialogResponse {
+		t.Helper()
+		resp, status, err := p.SubmitDialog(ctx, model.SubmitDialogRequest{URL: d.URL, CallbackId: d.Dialog.CallbackId,
+			State: state, ChannelId: w.Channel.Id, TeamId: w.Team.Id, Submission: map[string]any{"reason": reason}})
+		require.NoError(t, err)
+		require.Equal(t, 200, status)
+		return resp
+	}
+	// A state the client made up, in ICA's own shape.
+	madeUp := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"a":%q,"x":"reject","u":%q,"n":"00","e":%d}`,
+		id, biz.ID(), time.Now().Add(time.Hour).Unix()))) + "." + strings.Repeat("ab", 32)
+	require.Equal(t, "this dialog was not opened by ICA", submit(biz, madeUp, "forged by biz1").Error)
+	// tech1's real state, sent by biz1 (Mattermost sets user_id from the session).
+	require.Equal(t, "this dialog was opened for someone else", submit(biz, d.Dialog.State, "forged by biz1").Error)
+	require.Equal(t, ica.ApprovalPending, e.approval(id).Status)
+	require.Empty(t, e.decisions(id))
+
+	// Too short: a field error, and the dialog stays open.
+	resp := submit(tech, d.Dialog.State, "no")
+	require.Equal(t, "A reason is required.", resp.Errors["reason"])
+	require.Equal(t, ica.ApprovalPending, e.approval(id).Status)
+
+	reason := "The load test failed on the staging cluster"
+	resp = submit(tech, d.Dialog.State, reason)
+	require.Empty(t, resp.Error)
+	require.Empty(t, resp.Errors)
+	a := e.approval(id)
+	require.Equal(t, ica.ApprovalRejected, a.Status)
+	require.Equal(t, tech.ID(), a.Rejection.UserID)
+	require.Equal(t, reason, a.Rejection.Comment)
+
+	// Once only.
+	require.Equal(t, "this dialog is no longer open; click the button on the card again", submit(tech, d.Dialog.State, "again").Error)
+
+	card = e.cardWhen(tech, id, "final, rejected", func(p *model.Post) bool {
+		return len(buttons(p)) == 0 && strings.Contains(p.Message, ": rejected")
+	})
+	require.Equal(t, "#C8102E", attachment(t, card).Color, "red: rejected")
+	rejected := field(card, "Rejected")
+	require.True(t, strings.HasPrefix(rejected, "@"+tech.Username()+" at "), rejected)
+	require.True(t, strings.HasSuffix(rejected, ": “"+reason+"”"), rejected)
+
+	got := e.decisions(id)
+	require.Equal(t, []decisionData{{ApprovalID: id, Action: ica.ActReject, From: ica.ApprovalPending, To: ica.ApprovalRejected,
+		By: ica.Decider{UserID: tech.ID(), Username: tech.Username(), Email: tech.User.Email}, Comment: reason, Via: "mattermost"}}, got)
+}
