@@ -49,7 +49,7 @@ type e2eOptions struct {
 	// slash registers /ica in the world's team for this ICA.
 	slash bool
 	// clock, when set, is the ICA's clock.
-	clock *ica.FakeClock
+	clock *tickingClock
 	// mattermostURL, when set, is where ICA reaches Mattermost (a proxy in
 	// front of the world's server).
 	mattermostURL string
@@ -91,7 +91,7 @@ func startE2E(t *testing.T, w *mmreal.World, opt e2eOptions) *e2eICA {
 
 	serveStartMu.Lock()
 	if opt.clock != nil {
-		serveClockHook.Store(opt.clock)
+		serveClockHook.Store(opt.clock.FakeClock)
 	}
 	base, stop, logs := func() (string, func() int, *syncBuffer) {
 		defer serveStartMu.Unlock()
@@ -338,4 +338,61 @@ func waitDMs(t *testing.T, w *mmreal.World, p *mmreal.Person, n int) []*model.Po
 		return len(posts) >= n
 	}, e2eWait, 100*time.Millisecond, "%s gets %d direct messages from the bot", p.Username(), n)
 	return posts
+}
+
+// tickingClock is an ICA's clock that follows the real one, plus an offset
+// the test moves forward: the ICA runs in real time (outbox retries, the
+// freshness of Mattermost's trigger_ids), and a jump makes hours pass at
+// once. After a jump Mattermost's trigger_ids are as old as the jump to
+// ICA, so clicks and commands belong before it.
+type tickingClock struct {
+	*ica.FakeClock
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// newTickingClock returns a clock that follows the real one until the test ends.
+func newTickingClock(t *testing.T) *tickingClock {
+	c := &tickingClock{FakeClock: ica.NewFakeClock(time.Now())}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				c.mu.Lock()
+				c.Set(time.Now().Add(c.offset))
+				c.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
+	return c
+}
+
+// Jump moves the clock forward by d at once.
+func (c *tickingClock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+	c.Set(time.Now().Add(c.offset))
+}
+
+// e2eArtifacts is where these tests keep what a person would look at
+// (screenshots): ICA_ARTIFACTS/e2e, or the repository's artifacts/e2e
+// (git-ignored).
+func e2eArtifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ICA_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "artifacts")
+	}
+	dir = filepath.Join(dir, "e2e")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
 }

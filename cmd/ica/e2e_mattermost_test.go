@@ -14,7 +14,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +28,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica"
+	"github.com/ica-governance/ica/dashboard"
+	"github.com/ica-governance/ica/export"
+	"github.com/ica-governance/ica/internal/chromium"
 	"github.com/ica-governance/ica/internal/mmreal"
 )
 
@@ -333,4 +341,163 @@ func TestE2E_RejectWithReason(t *testing.T) {
 	got := e.decisions(id)
 	require.Equal(t, []decisionData{{ApprovalID: id, Action: ica.ActReject, From: ica.ApprovalPending, To: ica.ApprovalRejected,
 		By: ica.Decider{UserID: tech.ID(), Username: tech.Username(), Email: tech.User.Email}, Comment: reason, Via: "mattermost"}}, got)
+}
+
+// TestE2E_SlashCommands: /ica through the real server, proved by its
+// trigger_id: status (the overview and one run) answers only the caller;
+// export is refused to someone not named in ICA_EXPORT_USERS, and for
+// biz1 the bot posts the signed file in the channel, which biz1 downloads
+// with their own token and which verifies offline (and an edited copy does
+// not); dashboard answers with a single-use link that headless Chromium
+// opens from another site, as a click in Mattermost does. The dashboard's
+// figures may be 30 s old: ICA's clock jumps past that before the page is
+// opened, so the page shows the approval that waits.
+func TestE2E_SlashCommands(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1)
+	techEvents := tech.Listen(t)
+	clock := newTickingClock(t)
+	e := startE2E(t, w, e2eOptions{slash: true, clock: clock, env: map[string]string{"ICA_EXPORT_USERS": biz.Username()}})
+	e.startRun("7001", w.Person(mmreal.Requester).Username())
+	id := e.requestApproval("7001", 120)
+	card := e.card(tech, id)
+	click(t, tech, card.Id, "approvetechnical")
+	ephemeralOn(t, techEvents, card.Id)
+	e.waitStatus(id, ica.ApprovalTechnical)
+	ctx := context.Background()
+	command := func(p *mmreal.Person, line string) string {
+		t.Helper()
+		resp, status, err := p.Command(ctx, w.Channel.Id, "", line)
+		require.NoError(t, err, "%s runs %s", p.Username(), line)
+		require.Equal(t, 200, status)
+		require.Equal(t, model.CommandResponseTypeEphemeral, resp.ResponseType, "replies are only for the caller")
+		return resp.Text
+	}
+
+	status := command(tech, "/ica status")
+	eph := techEvents.NextEphemeral(t, e2eWait)
+	require.Equal(t, status, eph.Message, "the reply reaches tech1 as an ephemeral post")
+	require.Equal(t, w.Channel.Id, eph.ChannelId)
+	require.Contains(t, status, "**Pending approvals (1)**")
+	require.Contains(t, status, "| `"+id+"` | payments | `7001` | production |")
+	require.Contains(t, status, "| business approval; technical by "+tech.Username()+" |")
+	require.Contains(t, status, "**Runs in progress (1)**")
+
+	runView := command(tech, "/ica status 7001")
+	require.Contains(t, runView, "#### Run `7001` — payments")
+	require.Contains(t, runView, "| Commit | `"+e2eCommit+"` |")
+	require.Contains(t, runView, "| Approval | `"+id+"` production: technical\\_approved, waiting for business approval; technical by "+tech.Username())
+
+	require.Equal(t, "You are not allowed to export the ledger here. Ask an administrator, or run the export in a channel that allows it.",
+		command(tech, "/ica export format=json"))
+
+	// biz1 exports: the bot posts the signed file here.
+	before, err := biz.Posts(ctx, w.Channel.Id)
+	require.NoError(t, err)
+	reply := command(biz, "/ica export format=json")
+	m := regexp.MustCompile(`^Exporting (\d+) ledger records from \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d as JSON; the file will be posted here\.$`).FindStringSubmatch(reply)
+	require.NotNil(t, m, reply)
+	records, _ := strconv.Atoi(m[1])
+	require.Equal(t, len(e.ledger()), records, "this month's records are the whole ledger")
+	var filePost *model.Post
+	require.Eventually(t, func() bool {
+		posts, err := biz.Posts(ctx, w.Channel.Id)
+		require.NoError(t, err)
+		for _, p := range posts[len(before):] {
+			if len(p.FileIds) > 0 {
+				filePost = p
+				return true
+			}
+		}
+		return false
+	}, e2eWait, 100*time.Millisecond, "the bot posts the export")
+	require.Equal(t, w.Bot.ID(), filePost.UserId, "posted by the bot, not as biz1")
+	require.Contains(t, filePost.Message, "**ICA audit export**")
+	require.Contains(t, filePost.Message, "requested by @"+biz.Username())
+	require.Contains(t, filePost.Message, fmt.Sprintf("| Records | %d (seq 1–%d) |", records, records))
+	require.Len(t, filePost.FileIds, 1)
+	info, _, err := biz.Client.GetFileInfo(ctx, filePost.FileIds[0])
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(info.Name, "ica-export_") && strings.HasSuffix(info.Name, ".jsonl"), info.Name)
+	data, _, err := biz.Client.GetFile(ctx, filePost.FileIds[0])
+	require.NoError(t, err, "biz1 downloads the file with their own token")
+	rep, err := export.Verify(bytes.NewReader(data))
+	require.NoError(t, err)
+	require.True(t, rep.OK, rep.String())
+	require.Equal(t, uint64(records), rep.Records)
+	require.Contains(t, filePost.Message, "| Signing key | `"+rep.Fingerprint+"` |", "the post names the key that signed the file")
+	path := filepath.Join(t.TempDir(), info.Name)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	var out bytes.Buffer
+	require.Equal(t, 0, run(ctx, []string{"ica", "verify", path, "--data-dir", e.Dir}, envFunc(nil), &out, &out), out.String())
+	require.Contains(t, out.String(), "OK: json export verifies")
+	edited := bytes.Replace(data, []byte(`"run_id":"7001"`), []byte(`"run_id":"7002"`), 1)
+	require.NotEqual(t, data, edited)
+	require.NoError(t, os.WriteFile(path, edited, 0o600))
+	out.Reset()
+	require.Equal(t, 1, run(ctx, []string{"ica", "verify", path, "--data-dir", e.Dir}, envFunc(nil), &out, &out), out.String())
+	require.Contains(t, out.String(), "FAILED")
+
+	// The dashboard: a link only tech1 sees, opened in Chromium from another
+	// site (as from Mattermost's web app).
+	text := command(tech, "/ica dashboard")
+	lm := regexp.MustCompile(`^\[Open the ICA dashboard\]\((http://[^)]+)\)`).FindStringSubmatch(text)
+	require.NotNil(t, lm, text)
+	link := lm[1]
+	require.True(t, strings.HasPrefix(link, e.Base+"/"), "the link points at ICA_PUBLIC_URL: %s", link)
+	clock.Jump(dashboard.DefaultCacheTTL)
+	b := chromium.Start(t)
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>Mattermost</title><link rel="icon" href="data:,"></head><body><a id="open" href="%s">Open the ICA dashboard</a></body></html>`, link)
+	}))
+	defer page.Close()
+	open := func() {
+		b.Navigate(strings.Replace(page.URL, "127.0.0.1", "localhost", 1) + "/")
+		b.WaitFor(`document.title === "Mattermost" && document.getElementById("open")`, e2eWait)
+		b.Eval(`document.getElementById("open").click(), true`, nil)
+	}
+	open()
+	b.WaitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, e2eWait)
+	// The first view after the figures' lifetime starts their refresh; a
+	// later one shows them.
+	for deadline := time.Now().Add(e2eWait); ; {
+		var rows int
+		b.Eval(`document.querySelectorAll("#pending-table tbody tr").length`, &rows)
+		if rows > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the dashboard shows the pending approval")
+		time.Sleep(200 * time.Millisecond)
+		b.Navigate(e.Base + "/dashboard")
+		b.WaitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, e2eWait)
+	}
+	var facts struct {
+		Title   string   `json:"title"`
+		Pending []string `json:"pending"`
+		Ledger  int      `json:"ledger"`
+	}
+	b.Eval(`({title: document.title,
+	  pending: [...document.querySelectorAll("#pending-table tbody tr")].map(r => r.innerText),
+	  ledger: document.querySelectorAll("#ledger-table tbody tr").length})`, &facts)
+	require.Equal(t, "ICA dashboard", facts.Title)
+	var header string
+	b.Eval(`document.querySelector("header").innerText`, &header)
+	require.Contains(t, header, "signed in as @"+tech.Username(), "the session is tech1's, as Mattermost proved")
+	require.Len(t, facts.Pending, 1, "the approval waiting for biz1: %v", facts.Pending)
+	require.Contains(t, facts.Pending[0], id)
+	require.Equal(t, min(len(e.ledger()), 20), facts.Ledger, "the last entries of the ledger")
+	require.Empty(t, b.TakeProblems(), "no console errors")
+	b.Screenshot(filepath.Join(e2eArtifacts(t), "dashboard.png"))
+	// The link works once.
+	b.Call("Network.clearBrowserCookies", nil)
+	open()
+	b.WaitFor(`document.readyState === "complete" && !document.getElementById("continue") && document.body.innerText.includes("already used")`, e2eWait)
+	b.TakeProblems()
+	var logged bool
+	for _, l := range e.ledger() {
+		logged = logged || l.Kind == ica.KindSession+"link_used"
+	}
+	require.True(t, logged, "using the link is a ledger entry")
 }
