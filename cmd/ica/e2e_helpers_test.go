@@ -316,27 +316,35 @@ func ephemeralOn(t *testing.T, ev *mmreal.Events, postID string) string {
 	return mmreal.EventPost(t, e).Message
 }
 
-// directMessages returns the posts of the direct channel between the bot
-// and the person, as the person reads them, oldest first.
-func directMessages(t *testing.T, w *mmreal.World, p *mmreal.Person) []*model.Post {
+// botDMs returns the direct messages from the bot that the person's
+// websocket has delivered so far, oldest first. People's own reads of a
+// direct channel are no way to wait for one: Mattermost 6.7.2 answers 403,
+// for many seconds, to a person who reads their channels while the bot
+// creates the channel (a stale cache of the person's channel memberships),
+// whereas the websocket reloads memberships when a channel is added.
+func botDMs(t *testing.T, w *mmreal.World, ev *mmreal.Events) []*model.Post {
 	t.Helper()
-	ctx := context.Background()
-	dm, err := p.DirectChannel(ctx, w.Bot.ID())
-	require.NoError(t, err)
-	posts, err := p.Posts(ctx, dm.Id)
-	require.NoError(t, err)
-	return posts
+	var out []*model.Post
+	for _, e := range ev.All() {
+		if e.EventType() != model.WebsocketEventPosted || e.GetData()["channel_type"] != string(model.ChannelTypeDirect) {
+			continue
+		}
+		if p := mmreal.EventPost(t, e); p.UserId == w.Bot.ID() {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
-// waitDMs waits until the person has n direct messages from the bot and
-// returns them.
-func waitDMs(t *testing.T, w *mmreal.World, p *mmreal.Person, n int) []*model.Post {
+// waitBotDMs waits until the person's websocket has delivered n direct
+// messages from the bot, and returns them all.
+func waitBotDMs(t *testing.T, w *mmreal.World, ev *mmreal.Events, who string, n int) []*model.Post {
 	t.Helper()
 	var posts []*model.Post
 	require.Eventually(t, func() bool {
-		posts = directMessages(t, w, p)
+		posts = botDMs(t, w, ev)
 		return len(posts) >= n
-	}, e2eWait, 100*time.Millisecond, "%s gets %d direct messages from the bot", p.Username(), n)
+	}, e2eWait, 50*time.Millisecond, "%s gets %d direct messages from the bot", who, n)
 	return posts
 }
 

@@ -77,11 +77,11 @@ func TestE2E_TwoPeopleApprove(t *testing.T) {
 	require.Equal(t, id, mmreal.EventPost(t, posted).GetProp("ica_approval_id"))
 
 	// tech1 is asked in a direct message, with a link to the card; biz1 not yet.
-	dms := waitDMs(t, w, tech, 1)
+	dms := waitBotDMs(t, w, techEvents, "tech1", 1)
 	require.Contains(t, dms[0].Message, "Your technical approval is requested for **payments** run 4711 → **production** (approval "+id+", $250.00)")
 	require.Contains(t, dms[0].Message, w.URL+"/"+w.Team.Name+"/pl/"+card.Id)
 	require.Equal(t, w.Bot.ID(), dms[0].UserId)
-	require.Empty(t, directMessages(t, w, biz), "biz1 is asked only when the business step starts")
+	require.Empty(t, botDMs(t, w, bizEvents), "biz1 is asked only when the business step starts")
 
 	// tech1 approves.
 	click(t, tech, card.Id, "approvetechnical")
@@ -96,7 +96,7 @@ func TestE2E_TwoPeopleApprove(t *testing.T) {
 	require.True(t, strings.HasPrefix(field(card, "Technical approval"), "@"+tech.Username()+" at "), field(card, "Technical approval"))
 	techEvents.Next(t, e2eWait, "the card redrawn", mmreal.PostEvent(model.WebsocketEventPostEdited, card.Id))
 
-	bizDMs := waitDMs(t, w, biz, 1)
+	bizDMs := waitBotDMs(t, w, bizEvents, "biz1", 1)
 	require.Contains(t, bizDMs[0].Message, "Your business approval is requested for **payments** run 4711")
 	require.Contains(t, bizDMs[0].Message, "/pl/"+card.Id)
 
@@ -500,4 +500,179 @@ func TestE2E_SlashCommands(t *testing.T) {
 		logged = logged || l.Kind == ica.KindSession+"link_used"
 	}
 	require.True(t, logged, "using the link is a ledger entry")
+}
+
+// TestE2E_ReminderAndExpiry: ICA's clock (which follows the real one)
+// jumps: an hour before expiry the approvers of the step that waits get a
+// reminder in a direct message and the card says how little time is left;
+// at the deadline the card turns grey, loses its buttons (a click on one is
+// refused by Mattermost), the pipeline's poll says expired, and the ledger
+// records the reminder and the expiry by the scheduler.
+func TestE2E_ReminderAndExpiry(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1)
+	techEvents, bizEvents := tech.Listen(t), biz.Listen(t)
+	clock := newTickingClock(t)
+	e := startE2E(t, w, e2eOptions{clock: clock})
+	e.startRun("8001", w.Person(mmreal.Requester).Username())
+	id := e.requestApproval("8001", 75)
+	card := e.card(tech, id)
+	require.Equal(t, ica.DefaultApprovalTimeout, e.approval(id).ExpiresAt.Sub(e.approval(id).CreatedAt))
+	waitBotDMs(t, w, techEvents, "tech1", 1)
+
+	// tech1 approves: the business step waits, and biz1 is asked.
+	click(t, tech, card.Id, "approvetechnical")
+	ephemeralOn(t, techEvents, card.Id)
+	e.waitStatus(id, ica.ApprovalTechnical)
+	asked := waitBotDMs(t, w, bizEvents, "biz1", 1)
+	require.Contains(t, asked[0].Message, "Your business approval is requested")
+	require.Contains(t, asked[0].Message, "It expires in 3h 59m.")
+	e.cardWhen(tech, id, "offers the business step", func(p *model.Post) bool { return slices.Contains(buttons(p), "approvebusiness") })
+
+	// An hour before the deadline: the reminder.
+	a := e.approval(id)
+	clock.Jump(a.ExpiresAt.Sub(clock.Now()) - time.Hour + time.Second)
+	dms := waitBotDMs(t, w, bizEvents, "biz1", 2)
+	require.Len(t, dms, 2)
+	require.True(t, strings.HasPrefix(dms[1].Message, ":hourglass: Reminder: your business approval is still needed for **payments** run 8001 → **production** (approval "+id+", $75.00). It expires in 59m."), dms[1].Message)
+	require.Contains(t, dms[1].Message, "/pl/"+card.Id)
+	require.Len(t, botDMs(t, w, techEvents), 1, "tech1's step is done: no reminder for tech1")
+	card = e.cardWhen(tech, id, "says 59 minutes are left", func(p *model.Post) bool {
+		return strings.HasPrefix(field(p, "Expires"), "expires in 59m ")
+	})
+	require.True(t, e.approval(id).ReminderSent)
+
+	// The deadline.
+	clock.Jump(time.Hour)
+	a = e.waitStatus(id, ica.ApprovalExpired)
+	require.False(t, a.ExpiredAt.Before(a.ExpiresAt), "expired at %s, deadline %s", a.ExpiredAt, a.ExpiresAt)
+	require.Less(t, a.ExpiredAt.Sub(a.ExpiresAt), time.Minute, "expired at %s, deadline %s", a.ExpiredAt, a.ExpiresAt)
+	card = e.cardWhen(tech, id, "final, expired", func(p *model.Post) bool {
+		return len(buttons(p)) == 0 && strings.Contains(p.Message, ": expired")
+	})
+	require.Equal(t, "#8A8A8A", attachment(t, card).Color, "grey: expired")
+	require.Equal(t, "no decision before "+a.ExpiredAt.UTC().Format("2006-01-02 15:04 UTC"), field(card, "Expired"))
+	require.True(t, strings.HasPrefix(field(card, "Technical approval"), "@"+tech.Username()+" at "), "the card keeps who decided")
+	_, err := biz.Click(context.Background(), card.Id, "approvebusiness")
+	var ae *model.AppError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, 404, ae.StatusCode, "the button is gone")
+
+	var reminders, expiries int
+	for _, l := range e.ledger() {
+		switch {
+		case l.Subject == id && l.Kind == ica.KindApprovalReminder:
+			reminders++
+			require.Equal(t, "scheduler", l.Actor)
+		case l.Subject == id && l.Kind == ica.KindApprovalTransition+ica.ApprovalExpired:
+			expiries++
+		}
+	}
+	require.Equal(t, 1, reminders)
+	require.Equal(t, 1, expiries)
+	got := e.decisions(id)
+	require.Len(t, got, 2)
+	require.Equal(t, ica.ActExpire, got[1].Action)
+	require.Equal(t, "scheduler", got[1].Via)
+	require.Len(t, botDMs(t, w, bizEvents), 2, "no DM after the expiry")
+}
+
+// TestE2E_IncidentAcknowledge: Azure Monitor's webhook (a real
+// common-schema payload) opens an incident; its card appears in the
+// incident channel with Acknowledge and Resolve; someone not on call is
+// refused; the on-call person acknowledges, the card keeps only Resolve and
+// says who; Azure's Resolved makes the card final (green, no buttons).
+func TestE2E_IncidentAcknowledge(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, biz := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1)
+	incidents := w.AddChannel(t, "incidents")
+	w.Join(t, incidents, w.Bot, tech, biz)
+	techEvents, bizEvents := tech.Listen(t), biz.Listen(t)
+	const alertToken = "e2e-alert-token-0001"
+	e := startE2E(t, w, e2eOptions{env: map[string]string{
+		"ICA_INCIDENT_CHANNEL": incidents.Name, "ICA_ONCALL_USERS": tech.Username(), "ICA_ALERT_TOKEN": alertToken,
+	}})
+	ctx := context.Background()
+	send := func(fixture string) map[string]any {
+		t.Helper()
+		raw, err := os.ReadFile(filepath.Join("..", "..", "alerts", "testdata", "common", fixture))
+		require.NoError(t, err)
+		req, err := http.NewRequest("POST", e.Base+"/api/v1/alerts/azure-monitor", bytes.NewReader(raw))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-ICA-Alert-Token", alertToken)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+		require.Less(t, res.StatusCode, 300, "%v", body)
+		return body
+	}
+	incident := func(id string) *ica.Incident {
+		t.Helper()
+		st, body := call(t, "GET", e.Base+"/api/v1/incidents/"+id, testToken, "")
+		require.Equal(t, 200, st, "%v", body)
+		raw, _ := json.Marshal(body)
+		var inc ica.Incident
+		require.NoError(t, json.Unmarshal(raw, &inc))
+		return &inc
+	}
+
+	body := send("metric-static-threshold-fired.json")
+	incID, _ := body["incident_id"].(string)
+	require.NotEmpty(t, incID, "%v", body)
+	var postID string
+	require.Eventually(t, func() bool { postID = incident(incID).Card.PostID; return postID != "" }, e2eWait, 20*time.Millisecond, "the incident card is posted")
+	card, err := tech.Post(ctx, postID)
+	require.NoError(t, err)
+	require.Equal(t, incidents.Id, card.ChannelId)
+	require.Equal(t, w.Bot.ID(), card.UserId)
+	require.Equal(t, incID, card.GetProp("ica_incident_id"))
+	require.Equal(t, "[Sev4] test-metricAlertRule on test-storageAccount", attachment(t, card).Title)
+	require.Equal(t, "open", field(card, "Status"))
+	require.Equal(t, "test-RG", field(card, "Resource group"))
+	require.Equal(t, []string{"incacknowledge", "incresolve"}, buttons(card))
+	require.False(t, strings.HasPrefix(card.Message, "@here"), "Sev4 posts quietly")
+
+	click(t, biz, card.Id, "incacknowledge")
+	require.Equal(t, "You cannot do this: @"+biz.Username()+" is not in the on-call group.", ephemeralOn(t, bizEvents, card.Id))
+	require.Equal(t, ica.IncidentOpen, incident(incID).Status)
+
+	click(t, tech, card.Id, "incacknowledge")
+	require.Equal(t, "You acknowledged incident "+incID+". It is recorded in the ledger.", ephemeralOn(t, techEvents, card.Id))
+	inc := incident(incID)
+	require.Equal(t, ica.IncidentAcknowledged, inc.Status)
+	require.Equal(t, tech.ID(), inc.Acknowledged.UserID)
+	card = func() *model.Post {
+		var p *model.Post
+		require.Eventually(t, func() bool {
+			p, err = tech.Post(ctx, postID)
+			return err == nil && strings.Join(buttons(p), ",") == "incresolve"
+		}, e2eWait, 50*time.Millisecond, "the card keeps only Resolve")
+		return p
+	}()
+	require.Equal(t, "acknowledged", field(card, "Status"))
+	require.True(t, strings.HasPrefix(field(card, "Acknowledged"), "@"+tech.Username()+" at "), field(card, "Acknowledged"))
+
+	send("metric-static-threshold-resolved.json")
+	require.Eventually(t, func() bool { return incident(incID).Status == ica.IncidentResolved }, e2eWait, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		card, err = tech.Post(ctx, postID)
+		return err == nil && len(buttons(card)) == 0 && field(card, "Status") == "resolved"
+	}, e2eWait, 50*time.Millisecond, "Azure's Resolved makes the card final")
+	require.Equal(t, "#2E8B57", attachment(t, card).Color)
+	require.True(t, strings.HasPrefix(field(card, "Resolved"), "Azure Monitor: the alert condition cleared at "), field(card, "Resolved"))
+
+	var acks int
+	for _, l := range e.ledger() {
+		if l.Subject == incID && l.Kind == ica.KindIncident+ica.IncidentAcknowledged {
+			acks++
+			require.Equal(t, "mattermost:"+tech.Username(), l.Actor)
+			require.Contains(t, string(l.Data), tech.ID())
+		}
+	}
+	require.Equal(t, 1, acks, "the acknowledgement is in the ledger once")
 }
