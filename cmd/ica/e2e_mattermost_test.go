@@ -676,3 +676,88 @@ func TestE2E_IncidentAcknowledge(t *testing.T) {
 	}
 	require.Equal(t, 1, acks, "the acknowledgement is in the ledger once")
 }
+
+// TestE2E_TwoLedgersOneBot: two ICAs (staging and production, each with its
+// own ledger) share one bot account and one channel, and each asks for
+// approval A-1 of a run 9001: two cards, one per ledger, each naming its
+// ICA; clicks on each card reach the ICA that drew it and change only its
+// ledger; each ICA's DM links to its own card.
+func TestE2E_TwoLedgersOneBot(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech := w.Person(mmreal.Tech1)
+	techEvents := tech.Listen(t)
+	staging := startE2E(t, w, e2eOptions{env: map[string]string{"ICA_INSTANCE_NAME": "staging"}})
+	production := startE2E(t, w, e2eOptions{env: map[string]string{"ICA_INSTANCE_NAME": "production"}})
+	// One after the other: each ICA's DM to tech1 is then the only request
+	// of the shared bot at that moment. Concurrent, one of them may be
+	// refused by Mattermost for minutes (see bot.sendDM), which a unit test
+	// of the bot covers.
+	for i, e := range []*e2eICA{staging, production} {
+		e.startRun("9001", w.Person(mmreal.Requester).Username())
+		require.Equal(t, "A-1", e.requestApproval("9001", 10), "approval ids restart at A-1 in every ledger")
+		e.card(tech, "A-1")
+		waitBotDMs(t, w, techEvents, "tech1", i+1)
+	}
+	stagingCard, productionCard := staging.card(tech, "A-1"), production.card(tech, "A-1")
+	require.NotEqual(t, stagingCard.Id, productionCard.Id, "two cards")
+	require.Equal(t, "A-1", stagingCard.GetProp("ica_approval_id"))
+	require.Equal(t, "A-1", productionCard.GetProp("ica_approval_id"))
+	require.NotEqual(t, stagingCard.GetProp("ica_ledger_id"), productionCard.GetProp("ica_ledger_id"), "each card names its ledger")
+	require.Equal(t, "ICA staging · ledger-recorded decision", attachment(t, stagingCard).Footer)
+	require.Equal(t, "ICA production · ledger-recorded decision", attachment(t, productionCard).Footer)
+	posts, err := tech.Posts(context.Background(), w.Channel.Id)
+	require.NoError(t, err)
+	var cards []string
+	for _, p := range posts {
+		if p.UserId == w.Bot.ID() && p.GetProp("ica_approval_id") == "A-1" {
+			cards = append(cards, p.Id)
+		}
+	}
+	require.ElementsMatch(t, []string{stagingCard.Id, productionCard.Id}, cards, "one card per ledger, no more")
+	dms := botDMs(t, w, techEvents)
+	require.Len(t, dms, 2)
+	var links []string
+	for _, d := range dms {
+		links = append(links, d.Message[strings.LastIndex(d.Message, "/pl/")+4:])
+	}
+	require.ElementsMatch(t, []string{stagingCard.Id, productionCard.Id}, links, "each DM links to its own ICA's card")
+
+	// tech1 approves on the staging card: only staging's A-1 moves.
+	click(t, tech, stagingCard.Id, "approvetechnical")
+	require.Equal(t, "You gave the technical approval for A-1. It is recorded in the ledger.", ephemeralOn(t, techEvents, stagingCard.Id))
+	require.Equal(t, ica.ApprovalTechnical, staging.approval("A-1").Status)
+	require.Equal(t, ica.ApprovalPending, production.approval("A-1").Status)
+	staging.cardWhen(tech, "A-1", "offers the business step", func(p *model.Post) bool { return slices.Contains(buttons(p), "approvebusiness") })
+	productionCard, err = tech.Post(context.Background(), productionCard.Id)
+	require.NoError(t, err)
+	require.Equal(t, []string{"approvetechnical", "reject"}, buttons(productionCard), "the other ledger's card is untouched")
+
+	// tech1 rejects on the production card: the dialog is production's.
+	click(t, tech, productionCard.Id, "reject")
+	d := techEvents.NextDialog(t, e2eWait)
+	require.Equal(t, production.Base+"/mattermost/dialogs", d.URL)
+	resp, _, err := tech.SubmitDialog(context.Background(), model.SubmitDialogRequest{URL: d.URL, CallbackId: d.Dialog.CallbackId,
+		State: d.Dialog.State, ChannelId: w.Channel.Id, TeamId: w.Team.Id, Submission: map[string]any{"reason": "not on a Friday"}})
+	require.NoError(t, err)
+	require.Empty(t, resp.Error)
+	// The same state sent to the other ICA is not its dialog.
+	resp, _, err = tech.SubmitDialog(context.Background(), model.SubmitDialogRequest{URL: staging.Base + "/mattermost/dialogs", CallbackId: d.Dialog.CallbackId,
+		State: d.Dialog.State, ChannelId: w.Channel.Id, TeamId: w.Team.Id, Submission: map[string]any{"reason": "not on a Friday"}})
+	require.NoError(t, err)
+	require.Equal(t, "this dialog was not opened by ICA", resp.Error, "production's dialog means nothing to staging")
+	require.Equal(t, ica.ApprovalRejected, production.approval("A-1").Status)
+	require.Equal(t, ica.ApprovalTechnical, staging.approval("A-1").Status)
+	production.cardWhen(tech, "A-1", "final, rejected", func(p *model.Post) bool { return len(buttons(p)) == 0 && strings.Contains(p.Message, ": rejected") })
+	stagingCard, err = tech.Post(context.Background(), stagingCard.Id)
+	require.NoError(t, err)
+	require.Equal(t, []string{"approvebusiness", "approvebusinessdeferred", "reject"}, buttons(stagingCard))
+
+	require.Len(t, staging.decisions("A-1"), 1)
+	require.Equal(t, ica.ActApproveTechnical, staging.decisions("A-1")[0].Action)
+	require.Len(t, production.decisions("A-1"), 1)
+	require.Equal(t, ica.ActReject, production.decisions("A-1")[0].Action)
+	for _, e := range []*e2eICA{staging, production} {
+		require.NotContains(t, e.Logs.String(), "refused Mattermost action", "every click reached the ICA whose card it was")
+	}
+}
