@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -760,4 +761,194 @@ func TestE2E_TwoLedgersOneBot(t *testing.T) {
 	for _, e := range []*e2eICA{staging, production} {
 		require.NotContains(t, e.Logs.String(), "refused Mattermost action", "every click reached the ICA whose card it was")
 	}
+}
+
+// outage is the scenario of a Mattermost that ICA cannot reach for a
+// while during approvals: before it, A-1's card is posted and tech1
+// approves; during it, A-2 and A-3 are requested and A-1 and A-2 are
+// bypassed (break-glass), so cards, card updates, announcements and DMs
+// wait in the outbox; after it, every card and update arrives once, in
+// order. How Mattermost goes away differs (a cut proxy, a real restart).
+type outage struct {
+	t          *testing.T
+	w          *mmreal.World
+	e          *e2eICA
+	a1, a2, a3 string
+	card1      *model.Post
+}
+
+func (o *outage) before() {
+	t, e := o.t, o.e
+	tech := o.w.Person(mmreal.Tech1)
+	e.startRun("r1", o.w.Person(mmreal.Requester).Username())
+	o.a1 = e.requestApproval("r1", 10)
+	o.card1 = e.card(tech, o.a1)
+	click(t, tech, o.card1.Id, "approvetechnical")
+	e.waitStatus(o.a1, ica.ApprovalTechnical)
+	o.card1 = e.cardWhen(tech, o.a1, "offers the business step", func(p *model.Post) bool { return slices.Contains(buttons(p), "approvebusiness") })
+	require.Eventually(t, func() bool { return outboxEmpty(t, e) }, e2eWait, 50*time.Millisecond, "everything is delivered before the outage")
+}
+
+// during acts while Mattermost is away: the pipeline API keeps working.
+func (o *outage) during() {
+	t, e := o.t, o.e
+	e.startRun("r2", o.w.Person(mmreal.Requester).Username())
+	o.a2 = e.requestApproval("r2", 20)
+	e.startRun("r3", o.w.Person(mmreal.Requester).Username())
+	o.a3 = e.requestApproval("r3", 30)
+	for _, id := range []string{o.a1, o.a2} {
+		st, body := call(t, "POST", e.Base+"/api/v1/approvals/"+id+"/bypass", breakglassToken, `{"reason":"hotfix while chat is down"}`)
+		require.Equal(t, 200, st, "%v", body)
+	}
+	require.Equal(t, ica.ApprovalBypassed, e.approval(o.a1).Status)
+	require.Equal(t, ica.ApprovalBypassed, e.approval(o.a2).Status)
+	require.Empty(t, e.approval(o.a2).Card.PostID, "no card can be posted yet")
+	require.Empty(t, e.approval(o.a3).Card.PostID)
+	require.False(t, outboxEmpty(t, e), "the cards wait in the outbox")
+}
+
+// after waits for the outbox to drain and checks what people see, through
+// the server's API: one card per approval, in its final state, and one
+// announcement per bypass posted after its card's last update.
+func (o *outage) after() {
+	t, e, w := o.t, o.e, o.w
+	tech := w.Person(mmreal.Tech1)
+	ctx := context.Background()
+	// Delivery resumes on the outbox's backoff (1 s doubling, with jitter).
+	require.Eventually(t, func() bool { return outboxEmpty(t, e) }, 2*time.Minute, 100*time.Millisecond,
+		"the outbox drains after Mattermost is back:\n%s", tail(e.Logs.String(), 30))
+	cards := map[string]*model.Post{}
+	for _, id := range []string{o.a1, o.a2, o.a3} {
+		cards[id] = e.card(tech, id)
+	}
+	require.Equal(t, o.card1.Id, cards[o.a1].Id, "A-1 keeps its card")
+	posts, err := tech.Posts(ctx, w.Channel.Id)
+	require.NoError(t, err)
+	perApproval := map[string]int{}
+	announced := map[string][]*model.Post{}
+	for _, p := range posts {
+		if p.UserId != w.Bot.ID() {
+			continue
+		}
+		if id, ok := p.GetProp("ica_approval_id").(string); ok {
+			perApproval[id]++
+			continue
+		}
+		for _, id := range []string{o.a1, o.a2, o.a3} {
+			if strings.Contains(p.Message, "Break-glass bypass of approval "+id+"\n") {
+				announced[id] = append(announced[id], p)
+			}
+		}
+	}
+	require.Equal(t, map[string]int{o.a1: 1, o.a2: 1, o.a3: 1}, perApproval, "every card arrives once")
+	for _, id := range []string{o.a1, o.a2} {
+		c := cards[id]
+		require.Empty(t, buttons(c), "%s: final", id)
+		require.Equal(t, "#FF0000", attachment(t, c).Color, "%s: bright red, bypassed", id)
+		require.True(t, strings.HasSuffix(field(c, "Break-glass bypass"), ": “hotfix while chat is down”"), field(c, "Break-glass bypass"))
+		require.Len(t, announced[id], 1, "%s: announced once", id)
+		require.Contains(t, announced[id][0].Message, "/pl/"+c.Id, "the announcement links to the card")
+		require.GreaterOrEqual(t, announced[id][0].CreateAt, c.EditAt, "%s: announced after its card's last update", id)
+	}
+	require.Equal(t, field(cards[o.a1], "Technical approval")[:len(tech.Username())+1], "@"+tech.Username(), "A-1 keeps tech1's decision")
+	require.Equal(t, []string{"approvetechnical", "reject"}, buttons(cards[o.a3]), "A-3 waits for its technical approval")
+	require.Empty(t, announced[o.a3])
+	got := e.decisions(o.a1)
+	require.Len(t, got, 2)
+	require.Equal(t, ica.ApprovalBypassed, got[1].To)
+	require.Equal(t, "breakglass", got[1].Via)
+}
+
+// outboxEmpty reports whether ICA has delivered everything (its metrics'
+// outbox depth).
+func outboxEmpty(t *testing.T, e *e2eICA) bool {
+	t.Helper()
+	res, err := http.Get(metricsURL(t, e.Logs))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "ica_outbox_depth") && !strings.HasSuffix(line, " 0") {
+			return false
+		}
+	}
+	return true
+}
+
+// TestE2E_MattermostOutage: ICA loses Mattermost (a proxy between them is
+// cut; Mattermost can still call ICA) during approvals. Meanwhile a click
+// from someone ICA cannot look up is answered with a message that asks
+// them to try again, and nothing changes; the pipeline API works. Once the
+// proxy is back every card and update arrives once and in order, as tech1's
+// websocket shows: a card is posted before it is edited, and an
+// announcement comes after its card's last edit.
+func TestE2E_MattermostOutage(t *testing.T) {
+	t.Parallel()
+	w := mmreal.New(t)
+	tech, requester := w.Person(mmreal.Tech1), w.Person(mmreal.Requester)
+	techEvents, reqEvents := tech.Listen(t), requester.Listen(t)
+	proxy := newTCPProxy(t, strings.TrimPrefix(w.URL, "http://"))
+	e := startE2E(t, w, e2eOptions{mattermostURL: proxy.URL(), env: map[string]string{"ICA_BREAKGLASS_TOKENS": "oncall=" + breakglassToken}})
+	o := &outage{t: t, w: w, e: e}
+	o.before()
+	dmsBefore := len(waitBotDMs(t, w, techEvents, "tech1", 1))
+	cut := len(techEvents.All())
+
+	proxy.SetDown(true)
+	click(t, requester, o.card1.Id, "approvebusiness")
+	require.Equal(t, "ICA could not reach Mattermost to check who you are; try again.", ephemeralOn(t, reqEvents, o.card1.Id))
+	require.Equal(t, ica.ApprovalTechnical, e.approval(o.a1).Status, "nothing changed")
+	o.during()
+	time.Sleep(3 * time.Second) // a few failed deliveries
+	require.Contains(t, e.Logs.String(), "outbox: delivery failed, will retry")
+	proxy.SetDown(false)
+	o.after()
+
+	// What tech1's websocket saw after the cut, per post, in order.
+	type seen struct {
+		kind   model.WebsocketEventType
+		status string
+	}
+	byPost := map[string][]seen{}
+	var order []string // post ids as their events came
+	for _, ev := range techEvents.All()[cut:] {
+		if ev.EventType() != model.WebsocketEventPosted && ev.EventType() != model.WebsocketEventPostEdited {
+			continue
+		}
+		p := mmreal.EventPost(t, ev)
+		if p.UserId != w.Bot.ID() || ev.GetData()["channel_type"] == string(model.ChannelTypeDirect) {
+			continue
+		}
+		st := p.Message
+		if id, ok := p.GetProp("ica_approval_id").(string); ok {
+			st = id + ": " + st[strings.LastIndex(st, ": ")+2:]
+		}
+		byPost[p.Id] = append(byPost[p.Id], seen{ev.EventType(), st})
+		order = append(order, p.Id)
+	}
+	card := func(id string) string { return e.approval(id).Card.PostID }
+	require.Equal(t, []seen{{model.WebsocketEventPostEdited, o.a1 + ": BYPASSED (break-glass)"}}, byPost[card(o.a1)], "A-1: one update, to its final state")
+	require.Equal(t, seen{model.WebsocketEventPosted, o.a2 + ": BYPASSED (break-glass)"}, byPost[card(o.a2)][0], "A-2: posted first, in its state now")
+	for _, s := range byPost[card(o.a2)][1:] {
+		require.Equal(t, seen{model.WebsocketEventPostEdited, o.a2 + ": BYPASSED (break-glass)"}, s, "A-2: then only edits to the same state")
+	}
+	require.Equal(t, []seen{{model.WebsocketEventPosted, o.a3 + ": waiting for technical approval"}}, byPost[card(o.a3)], "A-3: posted once")
+	lastIndex := func(postID string) int { return slices.Index(order, postID) + len(byPost[postID]) - 1 }
+	for _, id := range []string{o.a1, o.a2} {
+		var ann string
+		for pid, s := range byPost {
+			if strings.Contains(s[0].status, "Break-glass bypass of approval "+id+"\n") {
+				require.Len(t, s, 1)
+				ann = pid
+			}
+		}
+		require.NotEmpty(t, ann, "%s announced", id)
+		require.Greater(t, slices.Index(order, ann), lastIndex(card(id)), "%s: the announcement after the card's updates", id)
+	}
+	// tech1 is asked about A-3 (A-2 was decided before its card could be
+	// posted: no DM for it).
+	dms := waitBotDMs(t, w, techEvents, "tech1", dmsBefore+1)
+	require.Len(t, dms, dmsBefore+1)
+	require.Contains(t, dms[dmsBefore].Message, "(approval "+o.a3+", $30.00)")
 }
