@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -951,4 +952,50 @@ func TestE2E_MattermostOutage(t *testing.T) {
 	dms := waitBotDMs(t, w, techEvents, "tech1", dmsBefore+1)
 	require.Len(t, dms, dmsBefore+1)
 	require.Contains(t, dms[dmsBefore].Message, "(approval "+o.a3+", $30.00)")
+}
+
+// TestE2E_MattermostRestart is the outage with the real server stopped
+// and started again (scripts/mattermost.sh down, then up: same URL, same
+// data). It stops the server every other test uses, so it runs only when
+// ICA_TEST_MM_RESTART is set, alone: .ci/run runs it as its own step after
+// `make test`.
+func TestE2E_MattermostRestart(t *testing.T) {
+	if os.Getenv("ICA_TEST_MM_RESTART") == "" {
+		t.Skip("SKIPPING: ICA_TEST_MM_RESTART is not set: this test stops and starts the real Mattermost, so it runs alone, " +
+			"as its own step of .ci/run (ICA_TEST_MM_RESTART=1 go test -run TestE2E_MattermostRestart ./cmd/ica/)")
+	}
+	w := mmreal.New(t)
+	script := filepath.Join("..", "..", "scripts", "mattermost.sh")
+	mattermost := func(cmd string) {
+		t.Helper()
+		out, err := exec.Command(script, cmd).CombinedOutput()
+		require.NoError(t, err, "scripts/mattermost.sh %s: %s", cmd, out)
+	}
+	t.Cleanup(func() { mattermost("up") }) // never leave the server down
+	e := startE2E(t, w, e2eOptions{env: map[string]string{"ICA_BREAKGLASS_TOKENS": "oncall=" + breakglassToken}})
+	o := &outage{t: t, w: w, e: e}
+	o.before()
+
+	mattermost("down")
+	_, err := w.Person(mmreal.Tech1).Post(context.Background(), o.card1.Id)
+	require.Error(t, err, "the server is down")
+	o.during()
+	time.Sleep(5 * time.Second) // a few failed deliveries
+	require.Contains(t, e.Logs.String(), "outbox: delivery failed, will retry")
+	mattermost("up")
+	o.after()
+
+	// tech1's direct messages: the request for A-1 before the restart, and
+	// for A-3 after it (A-2 was decided before its card could be posted).
+	tech := w.Person(mmreal.Tech1)
+	dm, err := tech.DirectChannel(context.Background(), w.Bot.ID())
+	require.NoError(t, err)
+	var dms []*model.Post
+	require.Eventually(t, func() bool {
+		dms, err = tech.Posts(context.Background(), dm.Id)
+		return err == nil && len(dms) >= 2
+	}, e2eWait, 100*time.Millisecond, "tech1's DMs: %v", err)
+	require.Len(t, dms, 2)
+	require.Contains(t, dms[0].Message, "(approval "+o.a1+", $10.00)")
+	require.Contains(t, dms[1].Message, "(approval "+o.a3+", $30.00)")
 }
