@@ -419,8 +419,13 @@ func TestE2E_SlashCommands(t *testing.T) {
 	require.Contains(t, filePost.Message, "requested by @"+biz.Username())
 	require.Contains(t, filePost.Message, fmt.Sprintf("| Records | %d (seq 1–%d) |", records, records))
 	require.Len(t, filePost.FileIds, 1)
-	info, _, err := biz.Client.GetFileInfo(ctx, filePost.FileIds[0])
-	require.NoError(t, err)
+	// Mattermost saves a post before it attaches the post's files: for a
+	// moment after the post appears, others are refused (403) its file.
+	var info *model.FileInfo
+	require.Eventually(t, func() bool {
+		info, _, err = biz.Client.GetFileInfo(ctx, filePost.FileIds[0])
+		return err == nil
+	}, e2eWait, 50*time.Millisecond, "biz1 reads the file's info: %v", err)
 	require.True(t, strings.HasPrefix(info.Name, "ica-export_") && strings.HasSuffix(info.Name, ".jsonl"), info.Name)
 	data, _, err := biz.Client.GetFile(ctx, filePost.FileIds[0])
 	require.NoError(t, err, "biz1 downloads the file with their own token")
