@@ -104,7 +104,14 @@ func startE2E(t *testing.T, w *mmreal.World, opt e2eOptions) *e2eICA {
 			t.Errorf("ica serve exited with %d:\n%s", code, logs.String())
 		}
 		if t.Failed() {
-			t.Logf("ICA at %s logged:\n%s", base, tail(logs.String(), 60))
+			// The whole log next to the screenshots, the end of it here.
+			name := strings.NewReplacer("/", "_", ":", "_").Replace(t.Name() + "-" + strings.TrimPrefix(base, "http://"))
+			path := filepath.Join(e2eArtifacts(t), name+".log")
+			if err := os.WriteFile(path, []byte(logs.String()), 0o644); err == nil {
+				t.Logf("ICA at %s logged (all of it in %s):\n%s", base, path, tail(logs.String(), 60))
+			} else {
+				t.Logf("ICA at %s logged:\n%s", base, tail(logs.String(), 60))
+			}
 		}
 	})
 	e := &e2eICA{t: t, w: w, Base: base, Dir: env["ICA_DATA_DIR"], Logs: logs, Slash: slash}

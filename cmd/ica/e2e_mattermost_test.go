@@ -445,6 +445,7 @@ func TestE2E_SlashCommands(t *testing.T) {
 	out.Reset()
 	require.Equal(t, 1, run(ctx, []string{"ica", "verify", path, "--data-dir", e.Dir}, envFunc(nil), &out, &out), out.String())
 	require.Contains(t, out.String(), "FAILED")
+	require.Regexp(t, `record seq \d+`, out.String(), "the edited record is named")
 
 	// The dashboard: a link only tech1 sees, opened in Chromium from another
 	// site (as from Mattermost's web app).
