@@ -310,6 +310,16 @@ func TestE2E_RejectWithReason(t *testing.T) {
 	madeUp := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"a":%q,"x":"reject","u":%q,"n":"00","e":%d}`,
 		id, biz.ID(), time.Now().Add(time.Hour).Unix()))) + "." + strings.Repeat("ab", 32)
 	require.Equal(t, "this dialog was not opened by ICA", submit(biz, madeUp, "forged by biz1").Error)
+	// The same made-up state in tech1's name, straight to ICA's callback.
+	raw, _ := json.Marshal(model.SubmitDialogRequest{Type: "dialog_submission", CallbackId: id, State: strings.Replace(madeUp, biz.ID(), tech.ID(), 1),
+		UserId: tech.ID(), ChannelId: w.Channel.Id, TeamId: w.Team.Id, Submission: map[string]any{"reason": "forged for tech1"}})
+	direct, err := http.Post(e.Base+"/mattermost/dialogs", "application/json", bytes.NewReader(raw))
+	require.NoError(t, err)
+	var directReply model.SubmitDialogResponse
+	require.NoError(t, json.NewDecoder(direct.Body).Decode(&directReply))
+	direct.Body.Close()
+	require.Equal(t, 200, direct.StatusCode)
+	require.Equal(t, "this dialog was not opened by ICA", directReply.Error)
 	// tech1's real state, sent by biz1 (Mattermost sets user_id from the session).
 	require.Equal(t, "this dialog was opened for someone else", submit(biz, d.Dialog.State, "forged by biz1").Error)
 	require.Equal(t, ica.ApprovalPending, e.approval(id).Status)
