@@ -69,6 +69,16 @@ func classify(what string, resp *model.Response, err error) (retry bool, out err
 	return false, out
 }
 
+// statusOf returns the HTTP status of a failed call's error (0: none, or
+// no answer).
+func statusOf(err error) int {
+	var ae *model.AppError
+	if errors.As(err, &ae) {
+		return ae.StatusCode
+	}
+	return 0
+}
+
 // call runs fn with a deadline and classifies its outcome.
 func call[T any](ctx context.Context, what string, fn func(ctx context.Context) (T, *model.Response, error)) (T, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)

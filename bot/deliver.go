@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
@@ -46,7 +47,7 @@ func (b *Bot) Deliver(ctx context.Context, msg *ica.OutboxMessage) (bool, error)
 	case KindNotify:
 		return b.fanOut(ctx, a, p)
 	case KindDM:
-		return b.sendDM(ctx, a, p)
+		return b.sendDM(ctx, msg, a, p)
 	case KindAnnounce:
 		return b.announce(ctx, a, p, b.target(a.Target).Channel)
 	case KindFinance:
@@ -229,7 +230,12 @@ func (b *Bot) stepUsers(ctx context.Context, a *ica.Approval, step string) ([]*m
 	return out, false, nil
 }
 
-func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool, error) {
+// dmForbiddenRetry is how long after a DM was queued a 403 to its post is
+// still taken for Mattermost's stale cache (see sendDM) and retried: longer
+// than the 15 minutes that cache lives in Mattermost 6.x.
+const dmForbiddenRetry = 20 * time.Minute
+
+func (b *Bot) sendDM(ctx context.Context, msg *ica.OutboxMessage, a *ica.Approval, p cardPayload) (bool, error) {
 	if a.Step() != p.Step {
 		return false, nil // decided meanwhile: no point asking
 	}
@@ -253,6 +259,15 @@ func (b *Bot) sendDM(ctx context.Context, a *ica.Approval, p cardPayload) (bool,
 	_, retry, err = call(ctx, "DM @"+p.Username, func(ctx context.Context) (*model.Post, *model.Response, error) {
 		return api.CreatePost(ctx, &model.Post{ChannelId: ch.Id, Message: text})
 	})
+	if statusOf(err) == http.StatusForbidden && b.clock.Now().Sub(msg.CreatedAt) < dmForbiddenRetry {
+		// The bot is a member of the channel it just opened, yet Mattermost
+		// 6.x refuses its post when another request of the bot read the
+		// bot's channel memberships while the channel was being created:
+		// that read is cached, without the new channel, for up to 15
+		// minutes (two ICAs sharing the bot, or a click handled meanwhile,
+		// are enough). The refusal passes; the DM must not be lost to it.
+		retry = true
+	}
 	return retry, err
 }
 

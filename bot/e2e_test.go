@@ -508,6 +508,24 @@ func TestBot_RateLimitedAndServerErrors(t *testing.T) {
 	h.card(id)
 }
 
+// TestBot_DMRefusedForAWhile: a real Mattermost 6.x refuses (403) the
+// bot's post in a direct channel it has just opened when another request of
+// the bot read its channel memberships meanwhile (a stale cache that lives
+// up to 15 minutes; two ICAs sharing a bot hit it): the DM is retried, not
+// dead-lettered, and arrives once.
+func TestBot_DMRefusedForAWhile(t *testing.T) {
+	h := newHarness(t, nil)
+	// The card (the first post) goes through; the DM (the second) is refused twice.
+	h.mm.FailNextWith(2, mmtest.Failure{Status: http.StatusForbidden, Method: http.MethodPost, PathPrefix: "/api/v4/posts", Skip: 1})
+	id := h.request("1011", 10)
+	h.settle()
+	h.card(id)
+	dms := h.mm.DMs("tech1")
+	require.Len(t, dms, 1, "the DM arrives after the refusals, once")
+	require.Contains(t, dms[0].Message, "Your technical approval is requested")
+	require.NotContains(t, h.logs.String(), "undeliverable")
+}
+
 func TestBot_RestartBetweenClicks(t *testing.T) {
 	h := newHarness(t, nil)
 	id := h.request("1010", 10)

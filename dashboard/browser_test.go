@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ica-governance/ica/dashboard"
+	"github.com/ica-governance/ica/internal/chromium"
 	"github.com/ica-governance/ica/internal/testclock"
 )
 
@@ -82,7 +83,7 @@ func TestBrowser_Dashboard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
-	b := startChromium(t)
+	b := chromium.Start(t)
 	began := time.Now()
 	// The ledger's "now" is a named date (or ICA_TEST_NOW), never the real
 	// one: what the page shows depends on the day of the month.
@@ -108,16 +109,16 @@ func TestBrowser_Dashboard(t *testing.T) {
 	open := func(l string) {
 		t.Helper()
 		link = l
-		b.navigate(mmURL + "/")
-		b.waitFor(`document.title === "Mattermost" && document.getElementById("open")`, 10*time.Second)
-		b.eval(`document.getElementById("open").click(), true`, nil)
+		b.Navigate(mmURL + "/")
+		b.WaitFor(`document.title === "Mattermost" && document.getElementById("open")`, 10*time.Second)
+		b.Eval(`document.getElementById("open").click(), true`, nil)
 	}
 
 	// Sign in through the link.
 	link1 := s.issue(t, "tech1")
-	b.takeProblems()
+	b.TakeProblems()
 	open(link1)
-	b.waitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, 15*time.Second)
+	b.WaitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, 15*time.Second)
 
 	// The session cookie is HttpOnly, SameSite=Strict, for /dashboard.
 	var cookies struct {
@@ -128,14 +129,14 @@ func TestBrowser_Dashboard(t *testing.T) {
 			SameSite string `json:"sameSite"`
 		} `json:"cookies"`
 	}
-	require.NoError(t, json.Unmarshal(b.call("Network.getCookies", map[string]any{"urls": []string{s.URL + "/dashboard"}}), &cookies))
+	require.NoError(t, json.Unmarshal(b.Call("Network.getCookies", map[string]any{"urls": []string{s.URL + "/dashboard"}}), &cookies))
 	require.Len(t, cookies.Cookies, 1)
 	require.Equal(t, dashboard.CookieName, cookies.Cookies[0].Name)
 	require.True(t, cookies.Cookies[0].HTTPOnly)
 	require.Equal(t, "Strict", cookies.Cookies[0].SameSite)
 	require.Equal(t, "/dashboard", cookies.Cookies[0].Path)
 	var jsCookie string
-	b.eval(`document.cookie`, &jsCookie)
+	b.Eval(`document.cookie`, &jsCookie)
 	require.Empty(t, jsCookie, "the session cookie is not readable by scripts")
 
 	for _, v := range []struct {
@@ -143,11 +144,11 @@ func TestBrowser_Dashboard(t *testing.T) {
 		width, height int
 		mobile        bool
 	}{{"laptop", 1280, 900, false}, {"phone", 390, 844, true}} {
-		b.viewport(v.width, v.height, v.mobile)
-		b.navigate(s.URL + "/dashboard")
-		b.waitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, 15*time.Second)
+		b.Viewport(v.width, v.height, v.mobile)
+		b.Navigate(s.URL + "/dashboard")
+		b.WaitFor(`location.pathname === "/dashboard" && document.readyState === "complete" && document.getElementById("ledger-table")`, 15*time.Second)
 		var f pageFacts
-		b.eval(factsJS, &f)
+		b.Eval(factsJS, &f)
 		t.Logf("%s: %+v", v.name, f)
 		require.Equal(t, "ICA dashboard", f.Title)
 		require.Equal(t, []string{"Spend this month against the budget", "Unresolved incidents by severity",
@@ -167,21 +168,21 @@ func TestBrowser_Dashboard(t *testing.T) {
 		for _, w := range f.ChartWidths {
 			require.Greater(t, w, v.width*4/10, "charts use the width")
 		}
-		require.Empty(t, b.takeProblems(), "no console errors on the %s dashboard", v.name)
-		b.screenshot(filepath.Join(art, "dashboard-"+v.name+".png"))
+		require.Empty(t, b.TakeProblems(), "no console errors on the %s dashboard", v.name)
+		b.Screenshot(filepath.Join(art, "dashboard-"+v.name+".png"))
 		for _, sec := range []string{"budget", "approvals", "runs", "incidents", "ledger"} {
-			b.screenshotOf("#"+sec, filepath.Join(art, v.name+"-"+sec+".png"))
+			b.ScreenshotOf("#"+sec, filepath.Join(art, v.name+"-"+sec+".png"))
 		}
 	}
-	b.viewport(1280, 900, false)
+	b.Viewport(1280, 900, false)
 
 	// The pipeline filter (the select submits by itself).
-	b.eval(`(() => { const s = document.getElementById("pipeline"); s.value = "payments-api"; s.dispatchEvent(new Event("change")); return true })()`, nil)
-	b.waitFor(`location.search === "?pipeline=payments-api" && document.readyState === "complete"`, 10*time.Second)
+	b.Eval(`(() => { const s = document.getElementById("pipeline"); s.value = "payments-api"; s.dispatchEvent(new Event("change")); return true })()`, nil)
+	b.WaitFor(`location.search === "?pipeline=payments-api" && document.readyState === "complete"`, 10*time.Second)
 	var total string
-	b.eval(`document.querySelector("[data-figure=runs_total]").nextElementSibling.textContent`, &total)
+	b.Eval(`document.querySelector("[data-figure=runs_total]").nextElementSibling.textContent`, &total)
 	require.Equal(t, "payments-api", total)
-	require.Empty(t, b.takeProblems())
+	require.Empty(t, b.TakeProblems())
 
 	refused := func(what, text string) {
 		t.Helper()
@@ -189,12 +190,12 @@ func TestBrowser_Dashboard(t *testing.T) {
 		// Wait for the refusal itself: the link's page posts on its own, so
 		// an earlier page can match the shape while it navigates away.
 		textJS, _ := json.Marshal(text)
-		b.waitFor(`document.readyState === "complete" && document.querySelector("main.message h1") && !document.getElementById("continue") && document.body.innerText.includes(`+string(textJS)+`)`, 10*time.Second)
+		b.WaitFor(`document.readyState === "complete" && document.querySelector("main.message h1") && !document.getElementById("continue") && document.body.innerText.includes(`+string(textJS)+`)`, 10*time.Second)
 		var body string
-		b.eval(`document.body.innerText`, &body)
+		b.Eval(`document.body.innerText`, &body)
 		require.Contains(t, body, text, what)
 		require.NotContains(t, body, "Ledger", what+": no data")
-		b.takeProblems() // the 401 itself is logged by the browser
+		b.TakeProblems() // the 401 itself is logged by the browser
 	}
 
 	// A second use of the same link.
@@ -208,16 +209,16 @@ func TestBrowser_Dashboard(t *testing.T) {
 	refused("expired link", "expired")
 
 	// A forged cookie.
-	b.call("Network.clearBrowserCookies", nil)
+	b.Call("Network.clearBrowserCookies", nil)
 	forged := dashboard.SignSession([]byte("guessed-secret-guessed-secret!!!"), dashboard.Session{UserID: "x", Username: "mallory",
 		Expires: clock.Now().Add(time.Hour).Unix()})
-	b.call("Network.setCookie", map[string]any{"name": dashboard.CookieName, "value": forged, "url": s.URL + "/dashboard", "path": "/dashboard", "httpOnly": true})
-	b.navigate(s.URL + "/dashboard")
+	b.Call("Network.setCookie", map[string]any{"name": dashboard.CookieName, "value": forged, "url": s.URL + "/dashboard", "path": "/dashboard", "httpOnly": true})
+	b.Navigate(s.URL + "/dashboard")
 	refused("forged cookie", "not one ICA signed")
 
 	// No cookie.
-	b.call("Network.clearBrowserCookies", nil)
-	b.navigate(s.URL + "/dashboard")
+	b.Call("Network.clearBrowserCookies", nil)
+	b.Navigate(s.URL + "/dashboard")
 	refused("no cookie", "Type /ica dashboard in Mattermost")
-	b.screenshot(filepath.Join(art, "refused.png"))
+	b.Screenshot(filepath.Join(art, "refused.png"))
 }

@@ -6,6 +6,10 @@
 #   scripts/mattermost.sh build            # only build (or find) the cached binary
 #   scripts/mattermost.sh env              # print the exports again
 #   scripts/mattermost.sh status           # exit 0 when it answers
+#   scripts/mattermost.sh down             # stop the server only: data, database,
+#                                          # tokens and port are kept for "up"
+#   scripts/mattermost.sh up               # start it again after "down": same URL,
+#                                          # same data (for tests of an outage)
 #   scripts/mattermost.sh stop             # stop it (and the PostgreSQL it started)
 #
 # Build: the Go module github.com/mattermost/mattermost-server/v6@v6.7.2 is
@@ -265,24 +269,9 @@ start() {
 EOF
   chmod 600 "$DIR/config.json"
 
+  echo "$URL" >"$DIR/url"
   log "starting on $URL (database $db)"
-  # From the source tree: the server finds i18n/, templates/ and fonts/
-  # relative to its working directory. setsid gives it its own process
-  # group, so stop ends everything it started.
-  (cd "$SRC" && exec setsid "$BIN" server --config "$DIR/config.json" >"$DIR/logs/console.log" 2>&1) &
-  echo $! >"$DIR/pid"
-
-  local ok=""
-  for _ in $(seq 1 600); do
-    if curl -fsS -m 2 "$URL/api/v4/system/ping" >/dev/null 2>&1; then ok=1; break; fi
-    pid_alive || break
-    sleep 0.5
-  done
-  if [ -z "$ok" ]; then
-    tail -n 40 "$DIR/logs/console.log" >&2 || true
-    stop_server
-    die "Mattermost did not answer /api/v4/system/ping"
-  fi
+  launch
   log "answering after $(($(date +%s) - t0)) s; creating the admin"
 
   local password admin_id token
@@ -310,6 +299,51 @@ EOF
   chmod 600 "$ENVFILE"
   log "ready after $(($(date +%s) - t0)) s: $URL (admin icaadmin, logs in $DIR/logs)"
   print_env
+}
+
+# launch runs the server of $DIR/config.json at $URL and waits until it
+# answers.
+launch() {
+  # From the source tree: the server finds i18n/, templates/ and fonts/
+  # relative to its working directory. setsid gives it its own process
+  # group, so stop ends everything it started.
+  (cd "$SRC" && exec setsid "$BIN" server --config "$DIR/config.json" >>"$DIR/logs/console.log" 2>&1) &
+  echo $! >"$DIR/pid"
+  local ok=""
+  for _ in $(seq 1 600); do
+    if curl -fsS -m 2 "$URL/api/v4/system/ping" >/dev/null 2>&1; then ok=1; break; fi
+    pid_alive || break
+    sleep 0.5
+  done
+  if [ -z "$ok" ]; then
+    tail -n 40 "$DIR/logs/console.log" >&2 || true
+    stop_server
+    die "Mattermost did not answer /api/v4/system/ping at $URL"
+  fi
+}
+
+# down stops the server process and keeps everything else, so that up
+# brings back the same server: same URL, data, database and tokens.
+down() {
+  [ -f "$DIR/url" ] || die "no server was started in $DIR; run: $0 start"
+  pid_alive || { log "already down"; return; }
+  stop_server
+  log "down (state kept in $DIR; $0 up starts it again)"
+}
+
+up() {
+  [ -f "$DIR/url" ] && [ -f "$DIR/config.json" ] || die "no server was started in $DIR; run: $0 start"
+  if running; then
+    log "already up"
+    return
+  fi
+  URL="$(cat "$DIR/url")"
+  port_free "${URL##*:}" || die "port ${URL##*:} is taken by another process; cannot bring $URL back"
+  local t0
+  t0=$(date +%s)
+  build
+  launch
+  log "up again after $(($(date +%s) - t0)) s: $URL"
 }
 
 stop_server() {
@@ -340,5 +374,7 @@ start) start ;;
 stop) stop ;;
 env) print_env ;;
 status) running ;;
-*) echo "usage: $0 build|start|stop|env|status" >&2; exit 2 ;;
+down) down ;;
+up) up ;;
+*) echo "usage: $0 build|start|stop|env|status|down|up" >&2; exit 2 ;;
 esac

@@ -618,6 +618,11 @@ type Failure struct {
 	// PathPrefix limits the failure to requests whose path starts with it
 	// ("" matches everything, e.g. "/api/v4/posts").
 	PathPrefix string
+	// Method, when set, limits the failure to requests with that method.
+	Method string
+	// Skip lets that many matching requests through before the failures
+	// start (the second post of a kind, not the first).
+	Skip int
 	// Body and ContentType override the default body. By default a 429 is
 	// what Mattermost's rate limiter sends (text/plain "limit exceeded",
 	// with X-RateLimit-* headers) and any other status is an AppError JSON.
@@ -750,7 +755,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			Header: r.Header.Clone(), Body: body, At: s.now(),
 		})
-		fail := s.takeFailureLocked(r.URL.Path)
+		fail := s.takeFailureLocked(r.Method, r.URL.Path)
 		s.mu.Unlock()
 
 		if latency > 0 {
@@ -777,10 +782,14 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) takeFailureLocked(path string) *Failure {
+func (s *Server) takeFailureLocked(method, path string) *Failure {
 	for i, fr := range s.failures {
-		if !strings.HasPrefix(path, fr.f.PathPrefix) {
+		if !strings.HasPrefix(path, fr.f.PathPrefix) || (fr.f.Method != "" && fr.f.Method != method) {
 			continue
+		}
+		if fr.f.Skip > 0 {
+			fr.f.Skip--
+			return nil
 		}
 		fr.left--
 		if fr.left <= 0 {

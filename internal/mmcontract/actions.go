@@ -540,3 +540,47 @@ func (in *integration) close() {
 		in.srv.Close()
 	}
 }
+
+// testMemberCard: any channel member, not only a bot, can post buttons with
+// an integration and a context of their choice (the props of a card, ICA's
+// ones included); the answer hides the integration, the post is not marked
+// from_bot, and another member's click reaches the integration with that
+// context and a trigger_id genuinely signed for the clicker. So a
+// trigger_id proves who clicked, never that the button is ICA's.
+func testMemberCard(t *testing.T, peer Peer) {
+	w := peer.NewWorld(t)
+	in := newIntegration(t)
+	c := ctx(t)
+	tech, biz := w.Person(mmreal.Tech1), w.Person(mmreal.Biz1)
+
+	forged, _, err := biz.Client.CreatePost(c, card(w.Channel.Id, in.URL, "A-1"))
+	if err != nil {
+		t.Fatalf("biz1 posts a card: %v", err)
+	}
+	if forged.UserId != biz.ID() || forged.GetProp("from_bot") != nil || forged.GetProp("ica_approval_id") != "A-1" {
+		t.Errorf("biz1's card: user %s from_bot %v props %v", forged.UserId, forged.GetProp("from_bot"), forged.GetProps())
+	}
+	for _, a := range forged.Attachments() {
+		for _, act := range a.Actions {
+			if act.Integration != nil {
+				t.Errorf("the answer shows the integration of %s: %+v", act.Id, act.Integration)
+			}
+		}
+	}
+	if _, err := tech.Click(c, forged.Id, "approve"); err != nil {
+		t.Fatalf("tech1 clicks biz1's button: %v", err)
+	}
+	calls := in.got("/actions/approve")
+	if len(calls) != 1 {
+		t.Fatalf("integration got %d requests, want 1", len(calls))
+	}
+	var req model.PostActionIntegrationRequest
+	calls[0].json(t, &req)
+	if req.UserId != tech.ID() || req.PostId != forged.Id || req.Context["token"] != "secret-A-1" || req.Context["approval_id"] != "A-1" {
+		t.Errorf("click on a member's card: %+v", req)
+	}
+	tr, err := mmreal.VerifyTrigger(mmreal.SigningKey(t, w.URL), req.TriggerId)
+	if err != nil || tr.UserID != tech.ID() {
+		t.Errorf("the trigger of a click on a member's card: %+v %v", tr, err)
+	}
+}

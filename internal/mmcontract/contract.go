@@ -62,6 +62,7 @@ func Run(t *testing.T, peer Peer) {
 		{"UpdateMessageKeepsButtons", testUpdateKeepsOrRemovesButtons},
 		{"ClickRefusals", testClickRefusals},
 		{"BotCanClick", testBotCanClick},
+		{"MemberCard", testMemberCard},
 		{"EveryClickDelivered", testEveryClickDelivered},
 		{"IntegrationFailures", testIntegrationFailures},
 		{"EphemeralOnlyToClicker", testEphemeralOnlyToClicker},

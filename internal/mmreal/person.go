@@ -174,6 +174,12 @@ func (p *Person) Post(ctx context.Context, postID string) (*model.Post, error) {
 
 // DirectChannel returns the direct-message channel between this person and
 // another user, creating it when needed.
+//
+// To wait for a direct message from someone else, watch Listen's events
+// instead of polling this channel: Mattermost 6.7.2 caches each user's
+// channel memberships for 15 minutes, and a read of them that races with
+// the creation of a direct channel is cached without it, so the person (or
+// the sender) is refused (403) on that channel until the cache is dropped.
 func (p *Person) DirectChannel(ctx context.Context, otherID string) (*model.Channel, error) {
 	c, _, err := p.Client.CreateDirectChannel(ctx, p.ID(), otherID)
 	return c, err

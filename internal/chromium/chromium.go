@@ -1,8 +1,9 @@
-package dashboard_test
-
-// A minimal Chrome DevTools Protocol client for the browser test: start
-// Debian's chromium headless, attach to its page over the DevTools
-// websocket, navigate, evaluate, collect console errors, take screenshots.
+// Package chromium is a minimal Chrome DevTools Protocol client for browser
+// tests: it starts Debian's chromium headless, attaches to its page over the
+// DevTools websocket, navigates, evaluates, collects console errors and
+// takes screenshots. The dashboard's browser test and the end-to-end tests
+// against a real Mattermost use it.
+package chromium
 
 import (
 	"bufio"
@@ -33,7 +34,9 @@ type cdpMsg struct {
 	} `json:"error,omitempty"`
 }
 
-type browser struct {
+// Browser is a headless chromium with one page, driven over the DevTools
+// protocol.
+type Browser struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	conn *websocket.Conn
@@ -45,9 +48,9 @@ type browser struct {
 	done     chan struct{}
 }
 
-// startChromium starts chromium with the flags CI uses and attaches to its
+// Start starts chromium with the flags CI uses and attaches to its
 // first page. It skips the test, loudly, when chromium is not installed.
-func startChromium(t *testing.T) *browser {
+func Start(t testing.TB) *Browser {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -139,16 +142,16 @@ func startChromium(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("attach to chromium: %v", err)
 	}
-	b := &browser{t: t, cmd: cmd, conn: conn, pending: map[int]chan cdpMsg{}, done: make(chan struct{})}
+	b := &Browser{t: t, cmd: cmd, conn: conn, pending: map[int]chan cdpMsg{}, done: make(chan struct{})}
 	t.Cleanup(func() { conn.Close(); <-b.done })
 	go b.read()
 	for _, m := range []string{"Page.enable", "Runtime.enable", "Log.enable", "Network.enable"} {
-		b.call(m, nil)
+		b.Call(m, nil)
 	}
 	return b
 }
 
-func (b *browser) read() {
+func (b *Browser) read() {
 	defer close(b.done)
 	for {
 		var m cdpMsg
@@ -176,7 +179,7 @@ func (b *browser) read() {
 }
 
 // event records what counts as a console error.
-func (b *browser) event(m cdpMsg) {
+func (b *Browser) event(m cdpMsg) {
 	var p struct {
 		Type  string `json:"type"`
 		Entry struct {
@@ -224,8 +227,8 @@ func (b *browser) event(m cdpMsg) {
 	}
 }
 
-// takeProblems returns and clears the console errors seen so far.
-func (b *browser) takeProblems() []string {
+// TakeProblems returns and clears the console errors seen so far.
+func (b *Browser) TakeProblems() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.problems
@@ -233,18 +236,20 @@ func (b *browser) takeProblems() []string {
 	return p
 }
 
-func (b *browser) call(method string, params any) json.RawMessage {
+// Call sends a DevTools command to the page and returns its result; an error
+// fails the test.
+func (b *Browser) Call(method string, params any) json.RawMessage {
 	b.t.Helper()
-	res, err := b.tryCall(method, params)
+	res, err := b.TryCall(method, params)
 	if err != nil {
 		b.t.Fatalf("cdp %s: %v", method, err)
 	}
 	return res
 }
 
-// tryCall is call that returns the browser's error instead of failing the
+// TryCall is Call that returns the browser's error instead of failing the
 // test: polling tolerates a page that navigates while it is asked.
-func (b *browser) tryCall(method string, params any) (json.RawMessage, error) {
+func (b *Browser) TryCall(method string, params any) (json.RawMessage, error) {
 	b.mu.Lock()
 	b.next++
 	id := b.next
@@ -271,10 +276,10 @@ func (b *browser) tryCall(method string, params any) (json.RawMessage, error) {
 	}
 }
 
-// eval evaluates a JavaScript expression and decodes its JSON value into out.
-func (b *browser) eval(expr string, out any) {
+// Eval evaluates a JavaScript expression and decodes its JSON value into out.
+func (b *Browser) Eval(expr string, out any) {
 	b.t.Helper()
-	res := b.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
+	res := b.Call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
 	var r struct {
 		Result struct {
 			Value json.RawMessage `json:"value"`
@@ -296,20 +301,20 @@ func (b *browser) eval(expr string, out any) {
 	}
 }
 
-// navigate loads url and waits until the page that ends up loaded (after
-// redirects and scripted form posts) satisfies ready.
-func (b *browser) navigate(url string) {
+// Navigate starts loading url in the page; WaitFor tells when the page
+// that ends up loaded (after redirects and scripted form posts) is ready.
+func (b *Browser) Navigate(url string) {
 	b.t.Helper()
-	b.call("Page.navigate", map[string]any{"url": url})
+	b.Call("Page.navigate", map[string]any{"url": url})
 }
 
-// waitFor polls a JavaScript condition until it is true.
-func (b *browser) waitFor(cond string, timeout time.Duration) {
+// WaitFor polls a JavaScript condition until it is true.
+func (b *Browser) WaitFor(cond string, timeout time.Duration) {
 	b.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var ok bool
-		res, _ := b.tryCall("Runtime.evaluate", map[string]any{"expression": "Boolean(" + cond + ")", "returnByValue": true})
+		res, _ := b.TryCall("Runtime.evaluate", map[string]any{"expression": "Boolean(" + cond + ")", "returnByValue": true})
 		var r struct {
 			Result struct {
 				Value bool `json:"value"`
@@ -323,32 +328,32 @@ func (b *browser) waitFor(cond string, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			var where string
-			b.eval(`location.href + " :: " + (document.body ? document.body.innerText.slice(0, 300) : "")`, &where)
+			b.Eval(`location.href + " :: " + (document.body ? document.body.innerText.slice(0, 300) : "")`, &where)
 			b.t.Fatalf("waiting for %s: timed out at %s", cond, where)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// viewport sets the window's size (mobile: a phone's touch and viewport).
-func (b *browser) viewport(width, height int, mobile bool) {
+// Viewport sets the window's size (mobile: a phone's touch and viewport).
+func (b *Browser) Viewport(width, height int, mobile bool) {
 	b.t.Helper()
 	scale := 1
 	if mobile {
 		scale = 2
 	}
-	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": height,
+	b.Call("Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": height,
 		"deviceScaleFactor": scale, "mobile": mobile})
 }
 
-// screenshot saves the whole page as a PNG.
-func (b *browser) screenshot(path string) {
+// Screenshot saves the whole page as a PNG.
+func (b *Browser) Screenshot(path string) {
 	b.t.Helper()
 	var size struct {
 		W, H float64
 	}
-	b.eval(`({W: document.documentElement.clientWidth, H: document.documentElement.scrollHeight})`, &size)
-	res := b.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
+	b.Eval(`({W: document.documentElement.clientWidth, H: document.documentElement.scrollHeight})`, &size)
+	res := b.Call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
 		"clip": map[string]any{"x": 0, "y": 0, "width": size.W, "height": size.H, "scale": 1}})
 	var r struct {
 		Data string `json:"data"`
@@ -366,13 +371,13 @@ func (b *browser) screenshot(path string) {
 	b.t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }
 
-// screenshotOf saves one element (by CSS selector) as a PNG.
-func (b *browser) screenshotOf(selector, path string) {
+// ScreenshotOf saves one element (by CSS selector) as a PNG.
+func (b *Browser) ScreenshotOf(selector, path string) {
 	b.t.Helper()
 	var r struct{ X, Y, W, H float64 }
-	b.eval(`(() => { const e = document.querySelector(`+jsString(selector)+`).getBoundingClientRect();
+	b.Eval(`(() => { const e = document.querySelector(`+JSString(selector)+`).getBoundingClientRect();
 	  return {X: e.left + scrollX, Y: e.top + scrollY, W: e.width, H: e.height}; })()`, &r)
-	res := b.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
+	res := b.Call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
 		"clip": map[string]any{"x": r.X, "y": r.Y, "width": r.W, "height": r.H, "scale": 1}})
 	var out struct {
 		Data string `json:"data"`
@@ -389,7 +394,8 @@ func (b *browser) screenshotOf(selector, path string) {
 	}
 }
 
-func jsString(s string) string {
+// JSString quotes s as a JavaScript string literal.
+func JSString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
