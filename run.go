@@ -209,38 +209,56 @@ type EventInput struct {
 	EventType string          `json:"event_type"`
 	EventData json.RawMessage `json:"event_data"`
 	EventID   string          `json:"event_id,omitempty"`
+
+	// Authorize, when set, is called with the run as stored, in the write
+	// that records the event; its error refuses the event. The caller's
+	// right to write to the run is checked there, without a read of its
+	// own.
+	Authorize func(*Run) error `json:"-"`
 }
 
 // Validate checks an event and names the first bad field.
 func (e *EventInput) Validate() error {
+	_, err := e.Canonical()
+	return err
+}
+
+// Canonical validates an event and returns its event_data in the canonical
+// form the ledger records.
+func (e *EventInput) Canonical() ([]byte, error) {
 	if err := ValidText("event_type", e.EventType, MaxEventTypeLen, true); err != nil {
-		return err
+		return nil, err
 	}
 	if e.EventID != "" {
 		if err := ValidID("event_id", e.EventID); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if trimmed := bytes.TrimSpace(e.EventData); len(trimmed) == 0 || string(trimmed) == "null" {
-		return FieldErrorf(EINVALID, "event_data", "event_data is required (a JSON object)")
+	trimmed := bytes.TrimSpace(e.EventData)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return nil, FieldErrorf(EINVALID, "event_data", "event_data is required (a JSON object)")
 	}
 	if len(e.EventData) > MaxEventDataLen {
-		return FieldErrorf(EINVALID, "event_data", "event_data is larger than %d KiB", MaxEventDataLen>>10)
+		return nil, FieldErrorf(EINVALID, "event_data", "event_data is larger than %d KiB", MaxEventDataLen>>10)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(e.EventData, &obj); err != nil {
-		return FieldErrorf(EINVALID, "event_data", "event_data must be a JSON object")
+	if trimmed[0] != '{' || !json.Valid(trimmed) {
+		return nil, FieldErrorf(EINVALID, "event_data", "event_data must be a JSON object")
 	}
-	if _, err := CanonicalJSON(e.EventData); err != nil {
-		return FieldErrorf(EINVALID, "event_data", "event_data cannot be recorded exactly: %s", strings.TrimPrefix(err.Error(), "canonical json: "))
+	data, err := CanonicalJSON(e.EventData)
+	if err != nil {
+		return nil, FieldErrorf(EINVALID, "event_data", "event_data cannot be recorded exactly: %s", strings.TrimPrefix(err.Error(), "canonical json: "))
 	}
-	return nil
+	return data, nil
 }
 
 // RunFinish is the body of POST /api/v1/runs/{run_id}/finish.
 type RunFinish struct {
 	Status  string     `json:"status"`
 	EndTime *time.Time `json:"end_time,omitempty"`
+
+	// Authorize, when set, is called with the run as stored, in the write
+	// that finishes it; its error refuses the finish.
+	Authorize func(*Run) error `json:"-"`
 }
 
 // Validate checks the finish status.

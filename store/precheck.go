@@ -55,7 +55,7 @@ func (s *Store) precheckAlways(fn func(tx Tx) (done bool, err error)) (bool, err
 	switch ica.ErrorCode(err) {
 	case "":
 		return done, nil
-	case ica.ENOTFOUND, ica.ECONFLICT, ica.EUNAUTHORIZED:
+	case ica.ENOTFOUND, ica.ECONFLICT, ica.EUNAUTHORIZED, ica.EFORBIDDEN:
 		return false, err
 	}
 	return false, nil

@@ -226,10 +226,15 @@ func eventRecordJSON(e *ica.Event) ([]byte, error) {
 // eventCheck decides what an event meets before anything is written: an
 // unknown run (not found), the event already recorded under its id (a
 // repeat, returned), or a finished run (a conflict).
-func eventCheck(tx Tx, runID string, idKey []byte) (*ica.Event, error) {
+func eventCheck(tx Tx, runID string, idKey []byte, authorize func(*ica.Run) error) (*ica.Event, error) {
 	r, err := mustRun(tx, runID)
 	if err != nil {
 		return nil, err
+	}
+	if authorize != nil {
+		if err := authorize(r); err != nil {
+			return nil, err
+		}
 	}
 	if idKey != nil {
 		if v := tx.Bucket(bucketEventIDs).Get(idKey); v != nil {
@@ -248,12 +253,9 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	if err := ica.ValidID("run_id", runID); err != nil {
 		return nil, false, err
 	}
-	if err := in.Validate(); err != nil {
-		return nil, false, err
-	}
-	data, err := ica.CanonicalJSON(in.EventData)
+	data, err := in.Canonical()
 	if err != nil {
-		return nil, false, ica.FieldErrorf(ica.EINVALID, "event_data", "event_data must be a JSON object")
+		return nil, false, err
 	}
 	var idKey []byte
 	if in.EventID != "" {
@@ -263,7 +265,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	// answered, by a read.
 	if done, err := s.precheck(func(tx Tx) (bool, error) {
 		var err error
-		ev, err = eventCheck(tx, runID, idKey)
+		ev, err = eventCheck(tx, runID, idKey, in.Authorize)
 		return ev != nil, err
 	}); err != nil || done {
 		return ev, false, err
@@ -277,7 +279,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	err = s.update(func(tx Tx, st *txState) error {
 		ev, created = nil, false
 		var err error
-		if ev, err = eventCheck(tx, runID, idKey); err != nil || ev != nil {
+		if ev, err = eventCheck(tx, runID, idKey, in.Authorize); err != nil || ev != nil {
 			return err
 		}
 		e := &ica.Event{RunID: runID, Seq: lastEventSeq(tx, runID) + 1, EventID: in.EventID, EventType: in.EventType,
@@ -322,6 +324,11 @@ func finishCheck(tx Tx, runID string, in *ica.RunFinish) (*ica.Run, error) {
 	r, err := mustRun(tx, runID)
 	if err != nil {
 		return nil, err
+	}
+	if in.Authorize != nil {
+		if err := in.Authorize(r); err != nil {
+			return nil, err
+		}
 	}
 	if r.Final() && r.Status != in.Status {
 		return nil, ica.Errorf(ica.ECONFLICT, "run %s already finished as %s, not %s", runID, r.Status, in.Status)

@@ -118,11 +118,18 @@ func TestAPI_LeastPrivilege(t *testing.T) {
 	require.Equal(t, 201, e.start(tokenB, "b1", "billing", "refs/heads/main").status)
 	require.Equal(t, 201, e.start(pipelineToken, "u1", "payments", "refs/heads/main").status)
 
-	// Another credential touches nothing of a1.
+	step := map[string]any{"event_type": "step", "event_data": map[string]any{}, "event_id": "s1"}
+	require.Equal(t, 201, e.do("POST", "/api/v1/runs/a1/events", tokenA, step).status)
+
+	// Another credential touches nothing of a1, nor reads its events by
+	// repeating an event id.
 	for _, tok := range []string{tokenB, pipelineToken} {
 		e.unchanged(func() {
 			r = e.do("POST", "/api/v1/runs/a1/events", tok, map[string]any{"event_type": "step", "event_data": map[string]any{}})
 			require.Equal(t, 403, r.status, r.raw)
+			r = e.do("POST", "/api/v1/runs/a1/events", tok, step)
+			require.Equal(t, 403, r.status, r.raw)
+			require.NotContains(t, r.raw, `"ledger_seq"`)
 			r = e.do("POST", "/api/v1/runs/a1/finish", tok, map[string]any{"status": "cancelled"})
 			require.Equal(t, 403, r.status, r.raw)
 			r = e.requestApproval(tok, "a1", "production")
