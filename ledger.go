@@ -7,10 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // GenesisHash is the prev_hash of the first ledger entry.
@@ -31,93 +29,12 @@ type LedgerEntry struct {
 	Hash     string          `json:"hash"`
 }
 
-// CanonicalJSON re-encodes a JSON value with sorted keys and no spaces.
-// It refuses what it could not keep exactly: data after the value,
-// repeated object keys and invalid UTF-8 (each would let two different
-// inputs hash alike).
+// CanonicalJSON re-encodes a JSON value with sorted keys and no spaces
+// (see Canonicalizer). It refuses what it could not keep exactly: data after
+// the value, repeated object keys and invalid UTF-8 (each would let two
+// different inputs hash alike).
 func CanonicalJSON(raw []byte) ([]byte, error) {
-	if !utf8.Valid(raw) {
-		return nil, fmt.Errorf("canonical json: invalid UTF-8")
-	}
-	if err := checkUniqueKeys(raw); err != nil {
-		return nil, fmt.Errorf("canonical json: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("canonical json: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("canonical json: data after the value")
-	}
-	return marshalCanonical(v)
-}
-
-// checkUniqueKeys walks the tokens of raw and refuses an object with a
-// repeated key.
-func checkUniqueKeys(raw []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	type frame struct {
-		obj    bool
-		keys   map[string]bool
-		expKey bool
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.obj && top.expKey {
-			if k, ok := tok.(string); ok {
-				if top.keys[k] {
-					return fmt.Errorf("key %q appears twice in one object", k)
-				}
-				top.keys[k] = true
-				top.expKey = false
-				continue
-			}
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				if top != nil && top.obj {
-					top.expKey = true
-				}
-				stack = append(stack, &frame{obj: true, keys: map[string]bool{}, expKey: true})
-			case '[':
-				if top != nil && top.obj {
-					top.expKey = true
-				}
-				stack = append(stack, &frame{})
-			default:
-				stack = stack[:len(stack)-1]
-			}
-		default:
-			if top != nil && top.obj {
-				top.expKey = true
-			}
-		}
-	}
-}
-
-func marshalCanonical(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return NewCanonicalizer().Canonical(raw, nil)
 }
 
 // ComputeHash returns the hash the entry should carry given its PrevHash.
