@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -156,6 +157,47 @@ func FuzzCanonicalizer(f *testing.F) {
 			if bytes.Contains([]byte(werr.Error()), []byte("appears twice")) || !utf8.Valid(b) {
 				require.Error(t, err)
 			}
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got))
+	})
+}
+
+// TestMarshalRecord_MatchesJSONMarshal: the store's fast encoding of an
+// entry is json.Marshal's, byte for byte, whatever the strings hold.
+func TestMarshalRecord_MatchesJSONMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 7, 18, 30, 0, 123456789, time.UTC)
+	for _, e := range []LedgerEntry{
+		{Seq: 1, Time: at, Kind: "run.started", Subject: "20261207.1", Actor: "token:ado", Data: []byte(`{"a":1}`), PrevHash: GenesisHash, Hash: "ab"},
+		{Seq: 2, Time: at.Truncate(time.Second), Kind: "k", Subject: "s", Actor: "a"},
+		{Seq: 3, Time: at, Kind: "k<&>", Subject: "s\"\n", Actor: "é", Data: []byte(`{"x":"<b>&"}`)},
+		{Seq: 4, Time: at, Kind: "k", Subject: "s\u2028", Actor: "a\\b", Data: []byte(`"\u2028"`)},
+		{Seq: 5, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600)), Kind: "k", Data: []byte(`[]`)},
+	} {
+		want, err := json.Marshal(&e)
+		require.NoError(t, err)
+		got, err := e.MarshalRecord()
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got))
+	}
+}
+
+func FuzzMarshalRecord(f *testing.F) {
+	f.Add("run.event", "20261207.1", "token:ado", []byte(`{"b":[1,"<x>"],"a":null}`), int64(1700000000123456789))
+	f.Add("k", "s\x01", "\xff", []byte(`"&"`), int64(0))
+	c := NewCanonicalizer()
+	f.Fuzz(func(t *testing.T, kind, subject, actor string, data []byte, ns int64) {
+		canon, err := c.Canonical(data, nil)
+		if err != nil {
+			canon = nil
+		}
+		e := LedgerEntry{Seq: uint64(len(data)), Time: time.Unix(0, ns).UTC(), Kind: kind, Subject: subject, Actor: actor,
+			Data: canon, PrevHash: GenesisHash, Hash: kind}
+		want, werr := json.Marshal(&e)
+		got, err := e.MarshalRecord()
+		if werr != nil {
+			require.Error(t, err)
 			return
 		}
 		require.NoError(t, err)

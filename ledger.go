@@ -29,6 +29,57 @@ type LedgerEntry struct {
 	Hash     string          `json:"hash"`
 }
 
+// MarshalRecord returns the entry as json.Marshal does, byte for byte, for
+// an entry whose Data is canonical (the store's own writes): it does not
+// validate and compact Data again, as json.Marshal would.
+func (e *LedgerEntry) MarshalRecord() ([]byte, error) {
+	if bytes.ContainsAny(e.Data, "<>&") || !plainJSONString(e.Kind) || !plainJSONString(e.Subject) ||
+		!plainJSONString(e.Actor) || !plainJSONString(e.PrevHash) || !plainJSONString(e.Hash) {
+		// json.Marshal escapes these as \u003c …: let it.
+		return json.Marshal(e)
+	}
+	t, err := e.Time.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	data := []byte(e.Data)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	b := make([]byte, 0, len(data)+len(e.Kind)+len(e.Subject)+len(e.Actor)+len(e.PrevHash)+len(e.Hash)+len(t)+100)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"time":`...)
+	b = append(b, t...)
+	str := func(name, s string) {
+		b = append(b, `,"`...)
+		b = append(b, name...)
+		b = append(b, `":"`...)
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	str("kind", e.Kind)
+	str("subject", e.Subject)
+	str("actor", e.Actor)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	str("prev_hash", e.PrevHash)
+	str("hash", e.Hash)
+	return append(b, '}'), nil
+}
+
+// plainJSONString reports whether json.Marshal writes s as it is, between
+// quotes: printable ASCII without quotes, backslashes or HTML characters.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 // CanonicalJSON re-encodes a JSON value with sorted keys and no spaces
 // (see Canonicalizer). It refuses what it could not keep exactly: data after
 // the value, repeated object keys and invalid UTF-8 (each would let two

@@ -64,7 +64,7 @@ func (s *Store) appendCanonical(tx Tx, now time.Time, kind, subject, actor strin
 	if e.Hash, err = e.HashCanonical(); err != nil {
 		return nil, err
 	}
-	buf, err := json.Marshal(e)
+	buf, err := e.MarshalRecord()
 	if err != nil {
 		return nil, err
 	}
