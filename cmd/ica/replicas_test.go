@@ -39,9 +39,23 @@ func (r *replica) logs() string {
 // serves (its "listening" line).
 func startReplica(t *testing.T, bin string, env []string) *replica {
 	t.Helper()
+	r, addr := launchReplica(t, bin, append([]string{"ICA_ADDR=127.0.0.1:0"}, env...))
+	select {
+	case a := <-addr:
+		r.base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("replica did not start:\n%s", r.logs())
+	}
+	return r
+}
+
+// launchReplica starts the real binary and returns at once; the channel
+// gets the address of its "listening" line.
+func launchReplica(t *testing.T, bin string, env []string) (*replica, <-chan string) {
+	t.Helper()
 	r := &replica{cmd: exec.Command(bin, "serve")}
-	r.cmd.Env = append(os.Environ(), env...)
-	r.cmd.Env = append(r.cmd.Env, "ICA_ADDR=127.0.0.1:0", "ICA_METRICS_ADDR=off", "ICA_DATA_DIR="+t.TempDir())
+	r.cmd.Env = append(os.Environ(), "ICA_METRICS_ADDR=off", "ICA_DATA_DIR="+t.TempDir())
+	r.cmd.Env = append(r.cmd.Env, env...)
 	stdout, err := r.cmd.StdoutPipe()
 	require.NoError(t, err)
 	r.cmd.Stderr = r.cmd.Stdout
@@ -62,13 +76,7 @@ func startReplica(t *testing.T, bin string, env []string) *replica {
 			}
 		}
 	}()
-	select {
-	case a := <-addr:
-		r.base = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("replica did not start:\n%s", r.logs())
-	}
-	return r
+	return r, addr
 }
 
 // TestReplicas_SIGKILLUnderLoad runs two replicas of the real binary on one
