@@ -197,7 +197,25 @@ func (s *Server) PID() int { return s.Cmd.Process.Pid }
 
 // PeakRSS returns the server's peak resident set size (VmHWM) in bytes. Read
 // it before Stop: the figure goes with the process.
-func (s *Server) PeakRSS() (int64, error) { return ProcStatusBytes(s.PID(), "VmHWM") }
+func (s *Server) PeakRSS() (int64, error) {
+	v, err := ProcStatusBytes(s.PID(), "VmHWM")
+	if err != nil {
+		if e := s.Exited(); e != nil {
+			return 0, e
+		}
+	}
+	return v, err
+}
+
+// Exited reports, with its log, a server that is no longer running.
+func (s *Server) Exited() error {
+	select {
+	case <-s.done:
+		return fmt.Errorf("ica serve exited during the run (%v):\n%s", s.err, s.Log())
+	default:
+		return nil
+	}
+}
 
 // Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
 func (s *Server) Stop(timeout time.Duration) error {
