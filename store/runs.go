@@ -226,8 +226,8 @@ func eventRecordJSON(e *ica.Event) ([]byte, error) {
 // eventCheck decides what an event meets before anything is written: an
 // unknown run (not found), the event already recorded under its id (a
 // repeat, returned), or a finished run (a conflict).
-func eventCheck(tx Tx, runID string, idKey []byte, authorize func(*ica.Run) error) (*ica.Event, error) {
-	r, err := mustRun(tx, runID)
+func (s *Store) eventCheck(tx Tx, runID string, idKey []byte, authorize func(*ica.Run) error) (*ica.Event, error) {
+	r, err := s.runs.mustRun(tx, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	// answered, by a read.
 	if done, err := s.precheck(func(tx Tx) (bool, error) {
 		var err error
-		ev, err = eventCheck(tx, runID, idKey, in.Authorize)
+		ev, err = s.eventCheck(tx, runID, idKey, in.Authorize)
 		return ev != nil, err
 	}); err != nil || done {
 		return ev, false, err
@@ -279,7 +279,7 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 	err = s.update(func(tx Tx, st *txState) error {
 		ev, created = nil, false
 		var err error
-		if ev, err = eventCheck(tx, runID, idKey, in.Authorize); err != nil || ev != nil {
+		if ev, err = s.eventCheck(tx, runID, idKey, in.Authorize); err != nil || ev != nil {
 			return err
 		}
 		e := &ica.Event{RunID: runID, Seq: lastEventSeq(tx, runID) + 1, EventID: in.EventID, EventType: in.EventType,
@@ -320,8 +320,8 @@ func (s *Store) AddEvent(ctx context.Context, runID string, in *ica.EventInput, 
 
 // finishCheck returns the run a finish applies to: a final run is a repeat
 // (same status) or a conflict (another one).
-func finishCheck(tx Tx, runID string, in *ica.RunFinish) (*ica.Run, error) {
-	r, err := mustRun(tx, runID)
+func (s *Store) finishCheck(tx Tx, runID string, in *ica.RunFinish) (*ica.Run, error) {
+	r, err := s.runs.mustRun(tx, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 	// Unknown runs and another status are refused, and a repeat answered,
 	// by a read.
 	if done, err := s.precheck(func(tx Tx) (bool, error) {
-		r, err := finishCheck(tx, runID, in)
+		r, err := s.finishCheck(tx, runID, in)
 		if err != nil || !r.Final() {
 			return false, err
 		}
@@ -359,7 +359,7 @@ func (s *Store) FinishRun(ctx context.Context, runID string, in *ica.RunFinish, 
 	}
 	err = s.update(func(tx Tx, st *txState) error {
 		run, changed = nil, false
-		r, err := finishCheck(tx, runID, in)
+		r, err := s.finishCheck(tx, runID, in)
 		if err != nil {
 			return err
 		}

@@ -143,6 +143,8 @@ type Store struct {
 
 	// policies caches compiled recorded policies by hash (policy.go).
 	policies sync.Map
+	// runs memoizes decoded run records for events and finishes (runmemo.go).
+	runs runMemo
 
 	writes    chan *writeReq
 	closing   chan struct{}
