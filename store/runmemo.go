@@ -9,8 +9,9 @@ import (
 	"github.com/ica-governance/ica"
 )
 
-// maxRunMemo bounds the decoded runs kept; the memo starts over beyond it.
-const maxRunMemo = 8192
+// maxRunMemo bounds the decoded runs kept (about 2 KB each: far more than
+// the runs that are open at once); the memo starts over beyond it.
+const maxRunMemo = 1024
 
 // runMemo keeps decoded run records with the exact bytes they were decoded
 // from. Every event and finish reads its run (twice on bbolt: the
