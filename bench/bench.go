@@ -73,8 +73,11 @@ type Server struct {
 
 	logMu sync.Mutex
 	log   bytes.Buffer // the server's last output, for error reports
-	done  chan struct{}
-	err   error
+	// stderrHead is the start of the server's standard error: where a
+	// crash says what it was (the tail of a crash is goroutine dumps).
+	stderrHead bytes.Buffer
+	done       chan struct{}
+	err        error
 }
 
 // ServerOptions configure StartServer.
@@ -151,7 +154,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		}
 		s.Addr = a
 	case <-s.done:
-		return nil, fmt.Errorf("ica serve exited before listening (%v):\n%s", s.err, s.Log())
+		return nil, fmt.Errorf("ica serve exited before listening %s", s.exitReport())
 	case <-time.After(o.Wait):
 		s.Kill()
 		return nil, fmt.Errorf("ica serve did not log its address within %s:\n%s", o.Wait, s.Log())
@@ -164,7 +167,31 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 
 type lockedWriter struct{ s *Server }
 
-func (w *lockedWriter) Write(p []byte) (int, error) { w.s.appendLog(p); return len(p), nil }
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.s.logMu.Lock()
+	if room := 64<<10 - w.s.stderrHead.Len(); room > 0 {
+		w.s.stderrHead.Write(p[:min(room, len(p))])
+	}
+	w.s.logMu.Unlock()
+	w.s.appendLog(p)
+	return len(p), nil
+}
+
+// exitReport describes a server that exited: its status, the start of its
+// standard error (a crash's first lines) and the tail of its output.
+func (s *Server) exitReport() string {
+	s.logMu.Lock()
+	head := s.stderrHead.String()
+	s.logMu.Unlock()
+	if head == "" {
+		return fmt.Sprintf("(%v):\n%s", s.err, s.Log())
+	}
+	const max = 8 << 10
+	if len(head) > max {
+		head = head[:max] + "\n…"
+	}
+	return fmt.Sprintf("(%v); its standard error begins:\n%s\n\nthe tail of its output:\n%s", s.err, head, s.Log())
+}
 
 func (s *Server) appendLog(p []byte) {
 	s.logMu.Lock()
@@ -211,7 +238,7 @@ func (s *Server) PeakRSS() (int64, error) {
 func (s *Server) Exited() error {
 	select {
 	case <-s.done:
-		return fmt.Errorf("ica serve exited during the run (%v):\n%s", s.err, s.Log())
+		return fmt.Errorf("ica serve exited during the run %s", s.exitReport())
 	default:
 		return nil
 	}
@@ -223,7 +250,7 @@ func (s *Server) Stop(timeout time.Duration) error {
 	select {
 	case <-s.done:
 		if s.err != nil {
-			return fmt.Errorf("ica serve exited with %v:\n%s", s.err, s.Log())
+			return fmt.Errorf("ica serve exited %s", s.exitReport())
 		}
 		return nil
 	case <-time.After(timeout):
