@@ -792,6 +792,11 @@ type outage struct {
 	e          *e2eICA
 	a1, a2, a3 string
 	card1      *model.Post
+	// techDMs, when set, is tech1's websocket: before() waits for the DM
+	// that asks tech1 to approve before tech1 clicks (the bot skips a DM
+	// whose step was decided meanwhile), and counts them in dmsBefore.
+	techDMs   *mmreal.Events
+	dmsBefore int
 }
 
 func (o *outage) before() {
@@ -800,6 +805,9 @@ func (o *outage) before() {
 	e.startRun("r1", o.w.Person(mmreal.Requester).Username())
 	o.a1 = e.requestApproval("r1", 10)
 	o.card1 = e.card(tech, o.a1)
+	if o.techDMs != nil {
+		o.dmsBefore = len(waitBotDMs(t, o.w, o.techDMs, "tech1", 1))
+	}
 	click(t, tech, o.card1.Id, "approvetechnical")
 	e.waitStatus(o.a1, ica.ApprovalTechnical)
 	o.card1 = e.cardWhen(tech, o.a1, "offers the business step", func(p *model.Post) bool { return slices.Contains(buttons(p), "approvebusiness") })
@@ -907,9 +915,9 @@ func TestE2E_MattermostOutage(t *testing.T) {
 	techEvents, reqEvents := tech.Listen(t), requester.Listen(t)
 	proxy := newTCPProxy(t, strings.TrimPrefix(w.URL, "http://"))
 	e := startE2E(t, w, e2eOptions{mattermostURL: proxy.URL(), env: map[string]string{"ICA_BREAKGLASS_TOKENS": "oncall=" + breakglassToken}})
-	o := &outage{t: t, w: w, e: e}
+	o := &outage{t: t, w: w, e: e, techDMs: techEvents}
 	o.before()
-	dmsBefore := len(waitBotDMs(t, w, techEvents, "tech1", 1))
+	dmsBefore := o.dmsBefore
 	cut := len(techEvents.All())
 
 	proxy.SetDown(true)
