@@ -136,3 +136,16 @@ func TestPgReads_KnownWindowsAskOnce(t *testing.T) {
 	require.Nil(t, k)
 	require.Equal(t, before, queries(), "the prefetched windows answer the scans")
 }
+
+// TestCheckServerVersion: a server older than 13 is refused at start with
+// one line naming its version; 13 and newer are accepted.
+func TestCheckServerVersion(t *testing.T) {
+	for _, v := range []string{"130000", "150018", "170002"} {
+		require.NoError(t, checkServerVersion("postgres://ica@db/ica", v), v)
+	}
+	err := checkServerVersion("postgres://ica@db/ica", "120017")
+	var cfg *ConnConfigError
+	require.ErrorAs(t, err, &cfg, "not retried: a setting to correct")
+	require.Equal(t, "database postgres://ica@db/ica runs PostgreSQL 12.17; ICA needs 13 or newer", err.Error())
+	require.ErrorAs(t, checkServerVersion("postgres://ica@db/ica", "x"), &cfg)
+}

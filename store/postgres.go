@@ -144,9 +144,18 @@ func (e *pgEngine) checkServer(ctx context.Context) error {
 	if err := e.pool.QueryRow(ctx, "SHOW server_version_num").Scan(&v); err != nil {
 		return classifyConnErr(e.desc, err)
 	}
-	n, _ := strconv.Atoi(v)
+	return checkServerVersion(e.desc, v)
+}
+
+// checkServerVersion refuses a server older than minPostgresVersion, given
+// its server_version_num.
+func checkServerVersion(desc, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return &ConnConfigError{fmt.Sprintf("database %s reports server_version_num %q, not a number", desc, v)}
+	}
 	if n < minPostgresVersion {
-		return &ConnConfigError{fmt.Sprintf("database %s runs PostgreSQL %d.%d; ICA needs 13 or newer", e.desc, n/10000, n%10000)}
+		return &ConnConfigError{fmt.Sprintf("database %s runs PostgreSQL %d.%d; ICA needs 13 or newer", desc, n/10000, n%10000)}
 	}
 	return nil
 }
