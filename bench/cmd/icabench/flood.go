@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -239,7 +238,9 @@ func floodPhase(ctx context.Context, c floodConfig, bin, dataDir string, withFlo
 			}()
 		}
 	}
-	r.durable, r.lat, r.errors, r.firstErr = pipelineLoad(ctx, client, base, auth, c.clients, c.events, w)
+	load := pipelineLoad(ctx, client, w, pipelineLoadConfig{clients: c.clients, events: c.events, eventIDs: true,
+		target: func(int) (string, string) { return base, auth }})
+	r.durable, r.lat, r.errors, r.firstErr = load.total, load.lat, load.errors, load.firstErr
 	wg.Wait()
 	r.window = w.Duration()
 	r.floodReqs, r.floodLimited, r.floodRefused, r.floodOther = flood.reqs.Load(), flood.limited.Load(), flood.refused.Load(), flood.other.Load()
@@ -341,68 +342,4 @@ func failingWrites(ctx context.Context, client *http.Client, base, auth string, 
 			n.badOther.Add(1)
 		}
 	}
-}
-
-// pipelineLoad runs the ingest scenario's pipelines (start, events, finish,
-// with event ids) and returns the requests acknowledged in the window, their
-// latencies (sorted), and the failures.
-func pipelineLoad(ctx context.Context, client *http.Client, base, auth string, clients, events int, w bench.Window) (int64, []time.Duration, int64, string) {
-	var lat bench.Latencies
-	var total, errs, buildID atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for id := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sh := lat.Shard()
-			defer sh.Done()
-			post := func(path string, body []byte, want int) bool {
-				begin := time.Now()
-				if !w.Open(begin) || ctx.Err() != nil {
-					return false
-				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
-				req.Header.Set("Authorization", auth)
-				req.Header.Set("Content-Type", "application/json")
-				res, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.StatusCode != want {
-						err = fmt.Errorf("POST %s: status %d, want %d", path, res.StatusCode, want)
-					}
-				}
-				end := time.Now()
-				if err != nil {
-					if ctx.Err() == nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-					return false
-				}
-				if w.Contains(begin, end) {
-					total.Add(1)
-					sh.Add(end.Sub(begin))
-				}
-				return true
-			}
-			for n := 0; w.Open(time.Now()) && ctx.Err() == nil; n++ {
-				runID := strconv.FormatInt(1_000_000+buildID.Add(1), 10)
-				if !post("/api/v1/runs", startBody(runID, id, n), http.StatusCreated) {
-					continue
-				}
-				ok := true
-				for e := 1; e <= events && ok; e++ {
-					ok = post("/api/v1/runs/"+runID+"/events", eventBody(e, true), http.StatusCreated)
-				}
-				if ok {
-					post("/api/v1/runs/"+runID+"/finish", []byte(`{"status":"success"}`), http.StatusOK)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	first, _ := firstErr.Load().(string)
-	return total.Load(), lat.Sorted(), errs.Load(), first
 }

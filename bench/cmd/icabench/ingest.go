@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -282,81 +280,16 @@ func ingestICA(ctx context.Context, c ingestConfig, bin, dataDir string, rep int
 			}
 		}
 	}()
-	var all, evl bench.Latencies
-	var total, events, runs, errs, buildID atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for id := range c.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sa, se := all.Shard(), evl.Shard()
-			defer sa.Done()
-			defer se.Done()
-			// post sends one request and records it; false ends the run.
-			post := func(path string, body []byte, want int, isEvent bool) bool {
-				begin := time.Now()
-				if !w.Open(begin) || ctx.Err() != nil {
-					return false
-				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
-				req.Header.Set("Authorization", auth)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != want {
-						err = fmt.Errorf("POST %s: status %d, want %d", path, resp.StatusCode, want)
-					}
-				}
-				end := time.Now()
-				if err != nil {
-					if ctx.Err() == nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-					return false
-				}
-				if w.Contains(begin, end) {
-					d := end.Sub(begin)
-					total.Add(1)
-					sa.Add(d)
-					if isEvent {
-						events.Add(1)
-						se.Add(d)
-					}
-				}
-				return true
-			}
-			for n := 0; w.Open(time.Now()) && ctx.Err() == nil; n++ {
-				runID := strconv.FormatInt(1_000_000+buildID.Add(1), 10)
-				if c.runIDs == "spread" {
-					runID = fmt.Sprintf("bench-%d-%d-%d", rep, id, n)
-				}
-				if !post("/api/v1/runs", startBody(runID, id, n), http.StatusCreated, false) {
-					continue
-				}
-				ok := true
-				for e := 1; e <= c.events && ok; e++ {
-					ok = post("/api/v1/runs/"+runID+"/events", eventBody(e, c.eventIDs), http.StatusCreated, true)
-				}
-				if ok && post("/api/v1/runs/"+runID+"/finish", []byte(`{"status":"success"}`), http.StatusOK, false) {
-					if time.Now().Before(w.End) && !time.Now().Before(w.Start) {
-						runs.Add(1)
-					}
-				}
-			}
-		}()
+	spread := ""
+	if c.runIDs == "spread" {
+		spread = fmt.Sprintf("bench-%d-", rep)
 	}
-	wg.Wait()
+	load := pipelineLoad(ctx, client, w, pipelineLoadConfig{clients: c.clients, events: c.events, eventIDs: c.eventIDs,
+		spreadPrefix: spread, target: func(int) (string, string) { return base, auth }})
 	<-sampleDone
 
-	r := ingestRep{peakAnon: peakAnon.Load(), peakFile: peakFile.Load(), total: total.Load(), events: events.Load(), runs: runs.Load(), errors: errs.Load(),
-		window: w.Duration(), lat: all.Sorted(), latEvents: evl.Sorted()}
-	if v, ok := firstErr.Load().(string); ok {
-		r.firstErr = v
-	}
+	r := ingestRep{peakAnon: peakAnon.Load(), peakFile: peakFile.Load(), total: load.total, events: load.events, runs: load.runs,
+		errors: load.errors, firstErr: load.firstErr, window: w.Duration(), lat: load.lat, latEvents: load.latEvents}
 	if m, lines, err := scrapeMetrics(ctx, client, srv.MetricsURL()); err == nil {
 		r.commits = m["ica_ledger_commit_seconds_count"]
 		r.commitSeconds = m["ica_ledger_commit_seconds_sum"]

@@ -5,7 +5,6 @@ package main
 // small row per transaction on the same server in the same run.
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -15,9 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -289,9 +286,6 @@ func ingestPGRep(ctx context.Context, c ingestConfig, bin string, pg *bench.Post
 	defer client.CloseIdleConnections()
 
 	w := bench.NewWindow(c.warmup, c.duration)
-	var all, evl bench.Latencies
-	var total, events, runs, errs, buildID atomic.Int64
-	var firstErr atomic.Value
 	var startCommits, startWAL atomic.Int64
 	go func() {
 		// The database's own counters over the window (statistics are
@@ -301,81 +295,20 @@ func ingestPGRep(ctx context.Context, c ingestConfig, bin string, pg *bench.Post
 		startCommits.Store(cm)
 		startWAL.Store(wal)
 	}()
-	var wg sync.WaitGroup
-	for id := range c.clients {
-		srv := p.servers[id%len(p.servers)]
-		base, auth := srv.URL(), "Bearer "+srv.Token
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sa, se := all.Shard(), evl.Shard()
-			defer sa.Done()
-			defer se.Done()
-			post := func(path string, body []byte, want int, isEvent bool) bool {
-				begin := time.Now()
-				if !w.Open(begin) || ctx.Err() != nil {
-					return false
-				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
-				req.Header.Set("Authorization", auth)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err == nil {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != want {
-						err = fmt.Errorf("POST %s: status %d, want %d: %s", path, resp.StatusCode, want, b)
-					}
-				}
-				end := time.Now()
-				if err != nil {
-					if ctx.Err() == nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-					return false
-				}
-				if w.Contains(begin, end) {
-					d := end.Sub(begin)
-					total.Add(1)
-					sa.Add(d)
-					if isEvent {
-						events.Add(1)
-						se.Add(d)
-					}
-				}
-				return true
-			}
-			for n := 0; w.Open(time.Now()) && ctx.Err() == nil; n++ {
-				runID := strconv.FormatInt(1_000_000+buildID.Add(1), 10)
-				if c.runIDs == "spread" {
-					runID = fmt.Sprintf("bench-%d-%d", id, n)
-				}
-				if !post("/api/v1/runs", startBody(runID, id, n), http.StatusCreated, false) {
-					continue
-				}
-				ok := true
-				for e := 1; e <= c.events && ok; e++ {
-					ok = post("/api/v1/runs/"+runID+"/events", eventBody(e, c.eventIDs), http.StatusCreated, true)
-				}
-				if ok && post("/api/v1/runs/"+runID+"/finish", []byte(`{"status":"success"}`), http.StatusOK, false) {
-					if now := time.Now(); now.Before(w.End) && !now.Before(w.Start) {
-						runs.Add(1)
-					}
-				}
-			}
-		}()
+	spread := ""
+	if c.runIDs == "spread" {
+		spread = "bench-"
 	}
-	wg.Wait()
+	load := pipelineLoad(ctx, client, w, pipelineLoadConfig{clients: c.clients, events: c.events, eventIDs: c.eventIDs,
+		spreadPrefix: spread, target: func(id int) (string, string) {
+			srv := p.servers[id%len(p.servers)]
+			return srv.URL(), "Bearer " + srv.Token
+		}})
 	endCommits, endWAL, size := dbCounters(ctx, p.dsn)
 
-	r := pgIngestRep{total: total.Load(), events: events.Load(), runs: runs.Load(), errors: errs.Load(),
-		window: w.Duration(), lat: all.Sorted(), latEvents: evl.Sorted(),
+	r := pgIngestRep{total: load.total, events: load.events, runs: load.runs, errors: load.errors, firstErr: load.firstErr,
+		window: w.Duration(), lat: load.lat, latEvents: load.latEvents,
 		dbCommits: endCommits - startCommits.Load(), walBytes: endWAL - startWAL.Load(), dbSize: size}
-	if v, ok := firstErr.Load().(string); ok {
-		r.firstErr = v
-	}
 	var under, count float64
 	for _, s := range p.servers {
 		if m, lines, err := scrapeMetrics(ctx, client, s.MetricsURL()); err == nil {
