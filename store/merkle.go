@@ -212,27 +212,22 @@ func rootAt(tx Tx, size uint64) ([]byte, error) {
 
 // inclusionProof returns the audit path of leaf index in the tree of size.
 func inclusionProof(tx Tx, index, size uint64) ([][]byte, error) {
-	if ts := treeSize(tx); size > ts {
-		return nil, fmt.Errorf("the Merkle log has %d entries, not %d", ts, size)
-	}
-	n, err := proof.Inclusion(index, size)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := nodeHashes(tx, n.IDs)
-	if err != nil {
-		return nil, err
-	}
-	return n.Rehash(hs, ica.HashChildren)
+	return proofHashes(tx, size, func() (proof.Nodes, error) { return proof.Inclusion(index, size) })
 }
 
 // consistencyProof returns the proof that the tree of size2 extends the
 // tree of size1.
 func consistencyProof(tx Tx, size1, size2 uint64) ([][]byte, error) {
-	if ts := treeSize(tx); size2 > ts {
-		return nil, fmt.Errorf("the Merkle log has %d entries, not %d", ts, size2)
+	return proofHashes(tx, size2, func() (proof.Nodes, error) { return proof.Consistency(size1, size2) })
+}
+
+// proofHashes reads the stored nodes a proof in the tree of size names and
+// hashes them into the proof.
+func proofHashes(tx Tx, size uint64, nodes func() (proof.Nodes, error)) ([][]byte, error) {
+	if ts := treeSize(tx); size > ts {
+		return nil, fmt.Errorf("the Merkle log has %d entries, not %d", ts, size)
 	}
-	n, err := proof.Consistency(size1, size2)
+	n, err := nodes()
 	if err != nil {
 		return nil, err
 	}
