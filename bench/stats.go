@@ -203,3 +203,12 @@ func Ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // MB converts bytes to MiB.
 func MB(b int64) float64 { return float64(b) / (1 << 20) }
+
+// MedianOf is the median of f over reps.
+func MedianOf[T any](reps []T, f func(T) float64) float64 {
+	vs := make([]float64, 0, len(reps))
+	for _, r := range reps {
+		vs = append(vs, f(r))
+	}
+	return Median(vs)
+}

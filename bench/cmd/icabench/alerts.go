@@ -138,13 +138,7 @@ func alertsBench(ctx context.Context, c alertsConfig, stdout io.Writer) (int, er
 		}
 	}
 
-	med := func(f func(*alrRep) float64) float64 {
-		var vs []float64
-		for _, r := range raised {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
+	med := func(f func(*alrRep) float64) float64 { return bench.MedianOf(raised, f) }
 	baseStr := fmt.Sprintf("bare POST to the fake p50 %.2f / p99 %.2f ms", bp50, bp99)
 	if len(raised) > 0 {
 		lost := med(func(r *alrRep) float64 {

@@ -198,13 +198,7 @@ func clicks(ctx context.Context, c clicksConfig, stdout io.Writer) (int, error) 
 			}
 		}
 	}
-	med := func(rs []*clickRep, f func(*clickRep) float64) float64 {
-		var vs []float64
-		for _, r := range rs {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
+	med := bench.MedianOf[*clickRep]
 	okReps := 0
 	for _, r := range four {
 		if r.correct() {

@@ -139,13 +139,7 @@ func flood(ctx context.Context, c floodConfig, stdout io.Writer) (int, error) {
 		}
 	}
 
-	med := func(reps []floodRep, f func(floodRep) float64) float64 {
-		var vs []float64
-		for _, r := range reps {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
+	med := bench.MedianOf[floodRep]
 	p99 := func(r floodRep) float64 { return bench.Ms(bench.Percentile(r.lat, 99)) }
 	calmRate, floodRate := med(calm, floodRep.perSec), med(flooded, floodRep.perSec)
 	// The ratio of each repetition's pair, then the median: both phases of a

@@ -175,20 +175,8 @@ func ingest(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (int,
 		}
 	}
 
-	med := func(f func(ingestRep) float64) float64 {
-		var vs []float64
-		for _, r := range icaReps {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
-	boltMed := func(f func(bench.BoltResult) float64) float64 {
-		var vs []float64
-		for _, r := range boltReps {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
+	med := func(f func(ingestRep) float64) float64 { return bench.MedianOf(icaReps, f) }
+	boltMed := func(f func(bench.BoltResult) float64) float64 { return bench.MedianOf(boltReps, f) }
 	icaRate := med(ingestRep.perSec)
 	boltRate := boltMed(bench.BoltResult.PerSec)
 	ratio := safeDiv(icaRate, boltRate)

@@ -130,20 +130,8 @@ func ingestPG(ctx context.Context, c ingestConfig, stdout, stderr io.Writer) (in
 		}
 	}
 
-	med := func(f func(pgIngestRep) float64) float64 {
-		var vs []float64
-		for _, r := range icaReps {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
-	baseMed := func(f func(bench.PgbenchResult) float64) float64 {
-		var vs []float64
-		for _, r := range baseReps {
-			vs = append(vs, f(r))
-		}
-		return bench.Median(vs)
-	}
+	med := func(f func(pgIngestRep) float64) float64 { return bench.MedianOf(icaReps, f) }
+	baseMed := func(f func(bench.PgbenchResult) float64) float64 { return bench.MedianOf(baseReps, f) }
 	icaRate := med(pgIngestRep.perSec)
 	baseRate := baseMed(bench.PgbenchResult.PerSec)
 	baseP99 := baseMed(func(r bench.PgbenchResult) float64 { return bench.Ms(bench.Percentile(r.Latency, 99)) })
