@@ -2,9 +2,13 @@ package ica
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -21,6 +25,7 @@ type Canonicalizer struct {
 	pairs [][]canonPair // per nesting depth, reused
 	sbuf  bytes.Buffer
 	senc  *json.Encoder
+	hbuf  []byte // the bytes HashEntry hashes
 }
 
 type canonPair struct {
@@ -30,10 +35,7 @@ type canonPair struct {
 
 // NewCanonicalizer returns a Canonicalizer with empty buffers.
 func NewCanonicalizer() *Canonicalizer {
-	c := &Canonicalizer{}
-	c.senc = json.NewEncoder(&c.sbuf)
-	c.senc.SetEscapeHTML(false)
-	return c
+	return &Canonicalizer{}
 }
 
 // Canonical returns the canonical form of raw. When raw is an object and
@@ -240,6 +242,10 @@ func (c *Canonicalizer) AppendString(dst []byte, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
 		if ch < 0x20 || ch == '"' || ch == '\\' || (ch == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9)) {
+			if c.senc == nil {
+				c.senc = json.NewEncoder(&c.sbuf)
+				c.senc.SetEscapeHTML(false)
+			}
 			c.sbuf.Reset()
 			c.senc.Encode(string(s))
 			return append(dst, bytes.TrimRight(c.sbuf.Bytes(), "\n")...)
@@ -324,4 +330,28 @@ func (c *Canonicalizer) object(p *jparser, depth int, top func(key, value []byte
 	c.out = append(c.out[:base], c.out[mid:]...)
 	c.pairs[depth] = pairs
 	return nil
+}
+
+// HashEntry returns the hash e should carry given its PrevHash, with data
+// the canonical form of e.Data ("null" for none): SHA-256 of prev_hash ‖
+// {"actor","data","kind","seq","subject","time"} written out in key order,
+// as the canonical form of that object.
+func (c *Canonicalizer) HashEntry(e *LedgerEntry, data []byte) string {
+	b := append(c.hbuf[:0], e.PrevHash...)
+	b = append(b, `{"actor":`...)
+	b = c.AppendString(b, []byte(e.Actor))
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	b = append(b, `,"kind":`...)
+	b = c.AppendString(b, []byte(e.Kind))
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"subject":`...)
+	b = c.AppendString(b, []byte(e.Subject))
+	b = append(b, `,"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	c.hbuf = b
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -90,65 +90,25 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 
 // ComputeHash returns the hash the entry should carry given its PrevHash.
 func (e *LedgerEntry) ComputeHash() (string, error) {
-	data := json.RawMessage("null")
+	c := NewCanonicalizer()
+	data := []byte("null")
 	if len(e.Data) > 0 {
-		c, err := CanonicalJSON(e.Data)
-		if err != nil {
+		var err error
+		if data, err = c.Canonical(e.Data, nil); err != nil {
 			return "", err
 		}
-		data = c
 	}
-	return e.hashWith(data)
+	return c.HashEntry(e, data), nil
 }
 
 // HashCanonical is ComputeHash for an entry whose Data is already canonical
 // JSON (the store's own writes), without canonicalising it again.
 func (e *LedgerEntry) HashCanonical() (string, error) {
-	if len(e.Data) == 0 {
-		return e.hashWith(json.RawMessage("null"))
+	data := []byte(e.Data)
+	if len(data) == 0 {
+		data = []byte("null")
 	}
-	return e.hashWith(e.Data)
-}
-
-// hashWith hashes prev_hash ‖ {"actor","data","kind","seq","subject","time"}
-// written out in key order, as marshalCanonical would write the object.
-func (e *LedgerEntry) hashWith(data []byte) (string, error) {
-	var b bytes.Buffer
-	b.Grow(len(data) + 256)
-	str := func(s string) error {
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(s); err != nil {
-			return err
-		}
-		b.Truncate(b.Len() - 1) // the encoder's newline
-		return nil
-	}
-	b.WriteString(`{"actor":`)
-	if err := str(e.Actor); err != nil {
-		return "", err
-	}
-	b.WriteString(`,"data":`)
-	b.Write(data)
-	b.WriteString(`,"kind":`)
-	if err := str(e.Kind); err != nil {
-		return "", err
-	}
-	b.WriteString(`,"seq":`)
-	b.WriteString(strconv.FormatUint(e.Seq, 10))
-	b.WriteString(`,"subject":`)
-	if err := str(e.Subject); err != nil {
-		return "", err
-	}
-	b.WriteString(`,"time":`)
-	if err := str(e.Time.UTC().Format(time.RFC3339Nano)); err != nil {
-		return "", err
-	}
-	b.WriteByte('}')
-	h := sha256.New()
-	h.Write([]byte(e.PrevHash))
-	h.Write(b.Bytes())
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return NewCanonicalizer().HashEntry(e, data), nil
 }
 
 // Verify checks that the entry follows prev (nil for the first entry) and that

@@ -2,13 +2,9 @@ package export
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ica-governance/ica"
 )
@@ -62,9 +58,6 @@ func (c *dataCanon) top(key, v []byte) {
 	}
 }
 
-// appendString encodes s as encoding/json does without HTML escaping.
-func (c *dataCanon) appendString(dst, s []byte) []byte { return c.c.AppendString(dst, s) }
-
 // plainString returns the value of a canonical JSON string without escapes
 // ("" for anything else: the derived columns are a convenience).
 func plainString(v []byte) string {
@@ -75,11 +68,8 @@ func plainString(v []byte) string {
 }
 
 // hasher recomputes ledger entry hashes as ica.LedgerEntry.ComputeHash
-// does, reusing buffers; TestHasher_MatchesComputeHash keeps them equal.
-type hasher struct {
-	dc  *dataCanon
-	buf []byte
-}
+// does, reusing buffers.
+type hasher struct{ dc *dataCanon }
 
 func newHasher() *hasher { return &hasher{dc: newDataCanon()} }
 
@@ -89,23 +79,5 @@ func (h *hasher) hash(e *ica.LedgerEntry) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b := append(h.buf[:0], e.PrevHash...)
-	b = append(b, `{"actor":`...)
-	b = h.dc.appendString(b, []byte(e.Actor))
-	b = append(b, `,"data":`...)
-	b = append(b, data...)
-	b = append(b, `,"kind":`...)
-	b = h.dc.appendString(b, []byte(e.Kind))
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, e.Seq, 10)
-	b = append(b, `,"subject":`...)
-	b = h.dc.appendString(b, []byte(e.Subject))
-	b = append(b, `,"time":`...)
-	b = append(b, '"')
-	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	b = append(b, '}')
-	h.buf = b
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return h.dc.c.HashEntry(e, data), nil
 }
