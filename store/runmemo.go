@@ -2,8 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"sync"
 
 	"github.com/ica-governance/ica"
@@ -35,7 +33,7 @@ type memoRun struct {
 func (m *runMemo) mustRun(tx Tx, id string) (*ica.Run, error) {
 	v := tx.Bucket(bucketRuns).Get([]byte(id))
 	if v == nil {
-		return nil, ica.Errorf(ica.ENOTFOUND, "run %s not found", id)
+		return nil, errRunNotFound(id)
 	}
 	m.mu.Lock()
 	e := m.m[id]
@@ -44,8 +42,8 @@ func (m *runMemo) mustRun(tx Tx, id string) (*ica.Run, error) {
 		return e.copyRun(), nil
 	}
 	e = &memoRun{raw: bytes.Clone(v)}
-	if err := json.Unmarshal(e.raw, &e.run); err != nil {
-		return nil, fmt.Errorf("decode %s/%s: %w", "record", id, err)
+	if err := decodeRecord([]byte(id), e.raw, &e.run); err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	if m.m == nil || len(m.m) >= maxRunMemo {

@@ -19,10 +19,18 @@ func getJSON[T any](b Bucket, key []byte) (*T, error) {
 		return nil, nil
 	}
 	var out T
-	if err := json.Unmarshal(v, &out); err != nil {
-		return nil, fmt.Errorf("decode %s/%s: %w", "record", key, err)
+	if err := decodeRecord(key, v, &out); err != nil {
+		return nil, err
 	}
 	return &out, nil
+}
+
+// decodeRecord decodes a stored JSON record, naming its key on failure.
+func decodeRecord(key, v []byte, out any) error {
+	if err := json.Unmarshal(v, out); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", "record", key, err)
+	}
+	return nil
 }
 
 func putJSON(b Bucket, key []byte, v any) error {
@@ -43,10 +51,12 @@ func mustRun(tx Tx, id string) (*ica.Run, error) {
 		return nil, err
 	}
 	if r == nil {
-		return nil, ica.Errorf(ica.ENOTFOUND, "run %s not found", id)
+		return nil, errRunNotFound(id)
 	}
 	return r, nil
 }
+
+func errRunNotFound(id string) error { return ica.Errorf(ica.ENOTFOUND, "run %s not found", id) }
 
 func join(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
