@@ -60,12 +60,12 @@ func pipelineLoad(ctx context.Context, client *http.Client, w bench.Window, c pi
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err == nil {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
 					if resp.StatusCode != want {
+						b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 						err = fmt.Errorf("POST %s: status %d, want %d: %s", path, resp.StatusCode, want, b)
 					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
 				}
 				end := time.Now()
 				if err != nil {
