@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,66 @@ import (
 
 	"github.com/ica-governance/ica/store/storetest"
 )
+
+// dbProxy stands between ICA and the test's PostgreSQL: down() cuts every
+// connection and refuses new ones, as a database that stopped or failed
+// over looks from ICA's side; up() accepts again on the same address.
+type dbProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+}
+
+func newDBProxy(t *testing.T, target string) *dbProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &dbProxy{t: t, target: target, addr: ln.Addr().String(), conns: map[net.Conn]bool{}}
+	require.NoError(t, ln.Close())
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *dbProxy) up() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ln, err := net.Listen("tcp", p.addr)
+	require.NoError(p.t, err)
+	p.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[s] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+func (p *dbProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
 
 // dbURL returns the test database as a postgres:// URL through addr, with
 // password (and database name, when not empty) replaced.
@@ -68,11 +129,7 @@ func TestServe_DatabaseFaults(t *testing.T) {
 	cfg, err := pgconn.ParseConfig(dsn)
 	require.NoError(t, err)
 	bin := buildICA(t)
-	// The proxy stands between ICA and the database: cut, it is a database
-	// that stopped or failed over, as ICA sees it.
-	proxy := newTCPProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
-	proxy.SetDown(true)
-	proxyAddr := strings.TrimPrefix(proxy.URL(), "http://")
+	proxy := newDBProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -80,7 +137,7 @@ func TestServe_DatabaseFaults(t *testing.T) {
 	require.NoError(t, ln.Close())
 	base := "http://" + addr
 	key := "ICA_SIGNING_KEY=" + strings.Repeat("ab", 32)
-	r, listening := launchReplica(t, bin, []string{"ICA_ADDR=" + addr, "ICA_DATABASE_URL=" + dbURL(t, dsn, proxyAddr, "", ""),
+	r, listening := launchReplica(t, bin, []string{"ICA_ADDR=" + addr, "ICA_DATABASE_URL=" + dbURL(t, dsn, proxy.addr, "", ""),
 		"ICA_PIPELINE_TOKENS=ado=" + testToken, "ICA_RATE_LIMIT=0", key, "ICA_ACTION_SECRET=" + strings.Repeat("cd", 32)})
 
 	// Unreachable at start.
@@ -103,7 +160,7 @@ func TestServe_DatabaseFaults(t *testing.T) {
 		require.NotContains(t, r.logs(), cfg.Password, "the database password never reaches the log")
 	}
 
-	proxy.SetDown(false)
+	proxy.up()
 	select {
 	case <-listening:
 	case <-time.After(60 * time.Second):
@@ -117,7 +174,7 @@ func TestServe_DatabaseFaults(t *testing.T) {
 	require.Equal(t, 201, st, body)
 
 	// Lost while serving.
-	proxy.SetDown(true)
+	proxy.down()
 	st, h, body = rawCall(t, "POST", base+"/api/v1/runs/r1/events", testToken, `{"event_type":"step","event_data":{"n":2},"event_id":"e2"}`)
 	require.Equal(t, 503, st, body)
 	require.NotEmpty(t, h.Get("Retry-After"))
@@ -128,7 +185,7 @@ func TestServe_DatabaseFaults(t *testing.T) {
 	require.Equal(t, 503, st, body)
 
 	// Back without a restart: the pipeline's retry is recorded once.
-	proxy.SetDown(false)
+	proxy.up()
 	require.Eventually(t, func() bool {
 		st, _, _ := rawCall(t, "POST", base+"/api/v1/runs/r1/events", testToken, `{"event_type":"step","event_data":{"n":2},"event_id":"e2"}`)
 		return st == 201 || st == 200
