@@ -310,6 +310,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	// --- dashboard (cmd/ica/dashboard.go) ---
 	dash := mountDashboard(h, st, costs, actionSecret, cfg.PublicURL, pipelines, clock, log)
+	// Its background load must not outlive serve, whichever way serve
+	// returns (it logs; a failed start returns early).
+	defer dash.Close()
 	// --- end dashboard ---
 	if mm != nil {
 		// Each click proves its user by the signed trigger_id (bot/trigger.go), each
